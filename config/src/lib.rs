@@ -1,0 +1,13 @@
+//! The contract between medgate's planes.
+//!
+//! * [`settings`]: the process configuration (YAML file plus `MEDGATE_*` environment overrides)
+//!   shared by `medgate serve`, `medgate control-plane` and `medgate proxy`.
+//! * [`snapshot`]: the compiled, versioned, immutable value the control plane hands to the data
+//!   plane (DESIGN.md §3.1). The proxy validates a snapshot whole before swapping it in.
+#![forbid(unsafe_code)]
+
+pub mod settings;
+pub mod snapshot;
+
+pub use settings::{Settings, SettingsError};
+pub use snapshot::{Snapshot, SnapshotError, TenantEntry, TenantStatus};

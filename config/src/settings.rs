@@ -1,0 +1,399 @@
+//! Process settings: one YAML file, then `MEDGATE_*` environment variables on top.
+//!
+//! Precedence (lowest to highest): built-in defaults, the YAML file, the environment, and
+//! finally explicit command-line flags (applied by the binary).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a medgate process needs to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Directory for the embedded database, the demo credentials and generated secrets.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` or `postgres://...`. Empty means `sqlite://<data_dir>/medgate.db`.
+    pub database_url: String,
+    /// `redis://host:port` for cluster-wide counters; optional on a single node.
+    pub redis_url: Option<String>,
+    pub api: ApiSettings,
+    pub proxy: ProxySettings,
+    pub auth: AuthSettings,
+}
+
+/// The management API listener and its request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Base URL under which operators reach the API (used in printed hints and links).
+    pub public_url: Option<String>,
+}
+
+/// The data-plane listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    pub listen: SocketAddr,
+}
+
+/// How management tokens are signed and verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `HS256` (shared secret, the default), `RS256` or `ES256` (public key verification).
+    pub jwt_algorithm: String,
+    /// Shared secret for HS256. Prefer `MEDGATE_JWT_SECRET` over putting it in a file.
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256/ES256 verification.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// PEM private key for RS256/ES256, needed only by `medgate token issue`.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// Expected `iss` claim; tokens with another issuer are refused.
+    pub jwt_issuer: String,
+    /// Server secret for HMAC hashes of API keys and recharge codes.
+    pub hmac_secret: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./medgate-data"),
+            database_url: String::new(),
+            redis_url: None,
+            api: ApiSettings::default(),
+            proxy: ProxySettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_body_bytes: 1024 * 1024,
+            public_url: None,
+        }
+    }
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_algorithm: "HS256".into(),
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_private_key_file: None,
+            jwt_issuer: "medgate".into(),
+            hmac_secret: None,
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("environment variable {name}: {message}")]
+    Env { name: &'static str, message: String },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+/// The environment variables medgate reads, with what they override.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("MEDGATE_DATA_DIR", "data_dir"),
+    ("MEDGATE_DATABASE_URL", "database_url"),
+    ("MEDGATE_REDIS_URL", "redis_url"),
+    ("MEDGATE_API_LISTEN", "api.listen"),
+    ("MEDGATE_API_PUBLIC_URL", "api.public_url"),
+    ("MEDGATE_PROXY_LISTEN", "proxy.listen"),
+    ("MEDGATE_MAX_BODY_BYTES", "api.max_body_bytes"),
+    ("MEDGATE_JWT_ALGORITHM", "auth.jwt_algorithm"),
+    ("MEDGATE_JWT_SECRET", "auth.jwt_secret"),
+    ("MEDGATE_JWT_PUBLIC_KEY_FILE", "auth.jwt_public_key_file"),
+    ("MEDGATE_JWT_PRIVATE_KEY_FILE", "auth.jwt_private_key_file"),
+    ("MEDGATE_JWT_ISSUER", "auth.jwt_issuer"),
+    ("MEDGATE_HMAC_SECRET", "auth.hmac_secret"),
+];
+
+impl Settings {
+    /// Loads the YAML file (if any), then applies the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("MEDGATE_"))
+            .collect();
+        Self::load_with_env(file, &env)
+    }
+
+    /// Same as [`Settings::load`] with an explicit environment, so tests need no global state.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        let mut settings = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        settings.apply_env(env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Parses one YAML file; unknown keys are an error, so typos never pass silently.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), SettingsError> {
+        let get = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        if let Some(v) = get("MEDGATE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("MEDGATE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("MEDGATE_REDIS_URL") {
+            self.redis_url = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_API_LISTEN") {
+            self.api.listen = parse_env("MEDGATE_API_LISTEN", &v)?;
+        }
+        if let Some(v) = get("MEDGATE_API_PUBLIC_URL") {
+            self.api.public_url = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_PROXY_LISTEN") {
+            self.proxy.listen = parse_env("MEDGATE_PROXY_LISTEN", &v)?;
+        }
+        if let Some(v) = get("MEDGATE_MAX_BODY_BYTES") {
+            self.api.max_body_bytes = parse_env("MEDGATE_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("MEDGATE_JWT_ALGORITHM") {
+            self.auth.jwt_algorithm = v;
+        }
+        if let Some(v) = get("MEDGATE_JWT_SECRET") {
+            self.auth.jwt_secret = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_JWT_PUBLIC_KEY_FILE") {
+            self.auth.jwt_public_key_file = Some(v.into());
+        }
+        if let Some(v) = get("MEDGATE_JWT_PRIVATE_KEY_FILE") {
+            self.auth.jwt_private_key_file = Some(v.into());
+        }
+        if let Some(v) = get("MEDGATE_JWT_ISSUER") {
+            self.auth.jwt_issuer = v;
+        }
+        if let Some(v) = get("MEDGATE_HMAC_SECRET") {
+            self.auth.hmac_secret = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks what can be checked without touching the network or the disk.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let url = self.effective_database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(SettingsError::Invalid(format!(
+                "database_url must start with sqlite:// or postgres:// (got {:?})",
+                redact_url(&url)
+            )));
+        }
+        if let Some(redis) = &self.redis_url {
+            if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                return Err(SettingsError::Invalid(
+                    "redis_url must start with redis:// or rediss://".into(),
+                ));
+            }
+        }
+        match self.auth.jwt_algorithm.as_str() {
+            "HS256" => {
+                if let Some(secret) = &self.auth.jwt_secret {
+                    if secret.len() < 32 {
+                        return Err(SettingsError::Invalid(
+                            "auth.jwt_secret must be at least 32 characters".into(),
+                        ));
+                    }
+                }
+            }
+            "RS256" | "ES256" => {
+                if self.auth.jwt_public_key_file.is_none() {
+                    return Err(SettingsError::Invalid(format!(
+                        "auth.jwt_algorithm {} needs auth.jwt_public_key_file",
+                        self.auth.jwt_algorithm
+                    )));
+                }
+            }
+            other => {
+                return Err(SettingsError::Invalid(format!(
+                    "auth.jwt_algorithm must be HS256, RS256 or ES256 (got {other:?})"
+                )))
+            }
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(SettingsError::Invalid(
+                "api.max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to an SQLite file inside the data directory.
+    pub fn effective_database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("medgate.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// The URL operators use to reach the management API.
+    pub fn api_url(&self) -> String {
+        self.api
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.api.listen))
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, SettingsError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| SettingsError::Env {
+        name,
+        message: e.to_string(),
+    })
+}
+
+/// Hides the password of a URL so it can be printed.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_use_sqlite_in_the_data_dir_and_the_documented_ports() {
+        let s = Settings::load_with_env(None, &env(&[])).expect("defaults are valid");
+        assert_eq!(s.api.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(s.proxy.listen.to_string(), "127.0.0.1:8080");
+        assert!(s
+            .effective_database_url()
+            .starts_with("sqlite://./medgate-data/medgate.db"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("medgate.yaml");
+        std::fs::write(
+            &file,
+            "database_url: sqlite://from-file.db\napi:\n  listen: 127.0.0.1:9000\n",
+        )
+        .expect("write");
+        let s = Settings::load_with_env(
+            Some(&file),
+            &env(&[("MEDGATE_DATABASE_URL", "postgres://u:secret@db/medgate")]),
+        )
+        .expect("valid");
+        assert_eq!(s.database_url, "postgres://u:secret@db/medgate");
+        assert_eq!(
+            s.api.listen.port(),
+            9000,
+            "file value kept where env is silent"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("medgate.yaml");
+        std::fs::write(&file, "databse_url: sqlite://typo.db\n").expect("write");
+        let err = Settings::load_with_env(Some(&file), &env(&[])).expect_err("typo refused");
+        assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Settings::load_with_env(None, &env(&[("MEDGATE_API_LISTEN", "nope")]))
+            .expect_err("bad address");
+        assert!(err.to_string().contains("MEDGATE_API_LISTEN"));
+        let err = Settings::load_with_env(None, &env(&[("MEDGATE_JWT_SECRET", "short")]))
+            .expect_err("short secret");
+        assert!(err.to_string().contains("32"));
+        let err = Settings::load_with_env(None, &env(&[("MEDGATE_DATABASE_URL", "mysql://x")]))
+            .expect_err("unsupported db");
+        assert!(err.to_string().contains("sqlite"));
+    }
+
+    #[test]
+    fn passwords_are_redacted_for_printing() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,147 @@
+//! The declaration of one endpoint.
+
+use axum::http::Method;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::auth::Access;
+
+/// Produces the schema of a type, registering its definitions with the generator.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// The schema of `T` as a (usually `$ref`) subschema.
+pub fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// Everything known about one endpoint: routing, access, documentation, audit.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    /// axum path syntax, e.g. `/api/tenants/{id}`.
+    pub path: String,
+    /// Stable operation id, also the audit action (e.g. `tenants.activate`).
+    pub operation: String,
+    pub summary: String,
+    pub tag: String,
+    pub access: Access,
+    /// Resource type recorded in audit entries.
+    pub resource: String,
+    pub request: Option<SchemaFn>,
+    pub query: Option<SchemaFn>,
+    pub response: Option<SchemaFn>,
+    /// Content type of the success response when it is not JSON.
+    pub response_content_type: Option<&'static str>,
+    pub success: u16,
+}
+
+impl Endpoint {
+    pub fn new(
+        method: Method,
+        path: impl Into<String>,
+        operation: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        let operation = operation.into();
+        let tag = operation.split('.').next().unwrap_or_default().to_owned();
+        Self {
+            method,
+            path: path.into(),
+            resource: tag.clone(),
+            operation,
+            summary: summary.into(),
+            tag,
+            access: Access::Read,
+            request: None,
+            query: None,
+            response: None,
+            response_content_type: None,
+            success: 200,
+        }
+    }
+
+    pub fn get(
+        path: impl Into<String>,
+        operation: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self::new(Method::GET, path, operation, summary)
+    }
+
+    pub fn post(
+        path: impl Into<String>,
+        operation: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self::new(Method::POST, path, operation, summary)
+    }
+
+    pub fn put(
+        path: impl Into<String>,
+        operation: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self::new(Method::PUT, path, operation, summary)
+    }
+
+    pub fn delete(
+        path: impl Into<String>,
+        operation: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self::new(Method::DELETE, path, operation, summary).status(204)
+    }
+
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = tag.into();
+        self
+    }
+
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = resource.into();
+        self
+    }
+
+    pub fn request<T: JsonSchema>(mut self) -> Self {
+        self.request = Some(schema_of::<T>);
+        self
+    }
+
+    pub fn query<T: JsonSchema>(mut self) -> Self {
+        self.query = Some(schema_of::<T>);
+        self
+    }
+
+    pub fn response<T: JsonSchema>(mut self) -> Self {
+        self.response = Some(schema_of::<T>);
+        self
+    }
+
+    /// A non-JSON success body (CSV, HTML, JSON Lines).
+    pub fn produces(mut self, content_type: &'static str) -> Self {
+        self.response_content_type = Some(content_type);
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.success = status;
+        self
+    }
+
+    /// Whether calls change state (and are therefore audited).
+    pub fn is_mutation(&self) -> bool {
+        !matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+
+    /// Names of the `{param}` segments of the path.
+    pub fn path_params(&self) -> Vec<&str> {
+        self.path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect()
+    }
+}

@@ -1,0 +1,20 @@
+//! Extractors whose rejections use the API's error envelope instead of axum's plain text.
+
+use axum::extract::{FromRequest, FromRequestParts};
+
+use crate::error::ApiError;
+
+/// A JSON body. Input types use `deny_unknown_fields`, so unknown fields are a 422.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// Query parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);

@@ -1,0 +1,104 @@
+//! `--demo`: a demo tenant with a plan and configuration, and the tokens to try it with,
+//! written to `<data-dir>/demo-credentials.json`.
+
+use std::time::Duration;
+
+use medgate_config::TenantStatus;
+use serde::Serialize;
+
+use crate::auth::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::resource::{self, Crud};
+use crate::state::AppState;
+use crate::tenants::{PlanQuotasInput, Tenant, TenantCreate, TenantPlan, TenantPlanInput};
+
+pub const DEMO_TENANT_CODE: &str = "demo-clinic";
+pub const DEMO_PLAN_NAME: &str = "demo";
+
+/// What `demo-credentials.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoCredentials {
+    pub admin_token: String,
+    pub tenant_id: String,
+    pub tenant_admin_token: String,
+    pub api_url: String,
+    pub docs_url: String,
+}
+
+/// Seeds the demo data once (idempotent across restarts) and mints fresh tokens.
+pub async fn seed(state: &AppState, token_ttl: Duration) -> ApiResult<DemoCredentials> {
+    let store = state.store();
+    let platform = crate::auth::Principal {
+        subject: "demo-seed".into(),
+        role: Role::PlatformAdmin,
+        tenant_id: None,
+    };
+    let plan = match resource::load_by_unique::<TenantPlan>(store, DEMO_PLAN_NAME).await? {
+        Some(p) => p.value,
+        None => {
+            let mut plan = TenantPlan::build(
+                crate::store::new_id("plan"),
+                TenantPlanInput {
+                    name: DEMO_PLAN_NAME.into(),
+                    description: Some("Demo plan: generous limits for trying medgate".into()),
+                    quotas: PlanQuotasInput {
+                        requests_per_minute: Some(600),
+                        tokens_per_minute: Some(200_000),
+                        monthly_tokens: Some(50_000_000),
+                        max_api_keys: Some(20),
+                    },
+                    allowed_models: vec![],
+                    included_credit_minor: 10_000,
+                    monthly_price_minor: 0,
+                    currency: Some("CNY".into()),
+                },
+                &platform,
+            )?;
+            let mut tx = store.begin().await?;
+            resource::insert(&mut tx, &mut plan).await?;
+            tx.commit().await?;
+            plan
+        }
+    };
+    let tenant = match resource::load_by_unique::<Tenant>(store, DEMO_TENANT_CODE).await? {
+        Some(t) => t.value,
+        None => {
+            let mut tenant = Tenant::build(
+                crate::store::new_id("tnt"),
+                TenantCreate {
+                    name: "Demo Clinic".into(),
+                    code: DEMO_TENANT_CODE.into(),
+                    contact: crate::tenants::Contact {
+                        name: Some("Demo Operator".into()),
+                        email: Some("ops@demo-clinic.example".into()),
+                        phone: None,
+                    },
+                    plan_id: Some(plan.id.clone()),
+                    timezone: Some("Asia/Shanghai".into()),
+                    currency: Some("CNY".into()),
+                },
+                &platform,
+            )?;
+            tenant.status = TenantStatus::Active;
+            tenant.activated_at = Some(crate::store::now());
+            tenant.config.notification_email = Some("ops@demo-clinic.example".into());
+            let mut tx = store.begin().await?;
+            resource::insert(&mut tx, &mut tenant).await?;
+            tx.commit().await?;
+            tenant
+        }
+    };
+    let keys = state.keys();
+    let mint = |subject: &str, role: Role, tenant: Option<&str>| {
+        keys.issue(subject, role, tenant, token_ttl)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let api_url = state.settings().api_url();
+    Ok(DemoCredentials {
+        admin_token: mint("demo-admin", Role::PlatformAdmin, None)?,
+        tenant_admin_token: mint("demo-tenant-admin", Role::TenantAdmin, Some(&tenant.id))?,
+        tenant_id: tenant.id,
+        docs_url: format!("{api_url}/api/docs"),
+        api_url,
+    })
+}

@@ -1,0 +1,73 @@
+//! medgate's control plane: the management API (axum), its store (sqlx, SQLite or
+//! PostgreSQL), authentication, the audit trail, the OpenAPI document and the snapshot
+//! compiler the data plane watches.
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod app;
+pub mod audit;
+pub mod auth;
+pub mod demo;
+pub mod error;
+mod health;
+pub mod resource;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod tenants;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use medgate_config::Settings;
+use tokio::net::TcpListener;
+
+pub use app::router;
+pub use auth::{JwtKeys, Role};
+pub use state::AppState;
+pub use store::Store;
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] auth::JwtError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store (running migrations) and builds the shared state.
+pub async fn open(settings: &Settings, jwt_secret: Option<&str>) -> Result<AppState, StartError> {
+    let keys = JwtKeys::from_settings(settings, jwt_secret)?;
+    let store = Store::connect(&settings.effective_database_url()).await?;
+    store.migrate().await?;
+    Ok(AppState::new(store, keys, settings.clone()))
+}
+
+/// Serves the management API on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Binds the configured API address.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}

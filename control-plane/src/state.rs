@@ -1,0 +1,66 @@
+//! Shared state of the management API.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use medgate_config::Settings;
+use serde_json::Value;
+
+use crate::auth::JwtKeys;
+use crate::snapshot::SnapshotHub;
+use crate::store::Store;
+
+/// Cheap to clone; everything inside is shared.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    keys: JwtKeys,
+    settings: Settings,
+    snapshots: SnapshotHub,
+    openapi: OnceLock<Arc<Value>>,
+    started: Instant,
+}
+
+impl AppState {
+    pub fn new(store: Store, keys: JwtKeys, settings: Settings) -> Self {
+        let snapshots = SnapshotHub::new(store.clone());
+        Self(Arc::new(Inner {
+            store,
+            keys,
+            settings,
+            snapshots,
+            openapi: OnceLock::new(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn keys(&self) -> &JwtKeys {
+        &self.0.keys
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn snapshots(&self) -> &SnapshotHub {
+        &self.0.snapshots
+    }
+
+    pub fn uptime_secs(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+
+    pub(crate) fn set_openapi(&self, doc: Value) {
+        let _ = self.0.openapi.set(Arc::new(doc));
+    }
+
+    pub fn openapi(&self) -> Arc<Value> {
+        self.0.openapi.get().cloned().unwrap_or_default()
+    }
+}
