@@ -61,6 +61,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify(common)) => {
             let settings = load(&common, None, None)?;
+            let embedded = settings.data_dir.join("medgate.db");
+            if settings.database_url.is_empty() && !embedded.exists() {
+                bail!(
+                    "no database at {} (check --data-dir or MEDGATE_DATABASE_URL)",
+                    embedded.display()
+                );
+            }
             let store =
                 medgate_control_plane::Store::connect(&settings.effective_database_url()).await?;
             let report = medgate_control_plane::audit::verify(&store).await?;

@@ -186,7 +186,7 @@ pub async fn remove<T: Resource>(tx: &mut Tx, stored: &Stored<T>) -> ApiResult<(
 
 /// Loads by id inside a transaction.
 pub async fn load_tx<T: Resource>(tx: &mut Tx, id: &str) -> ApiResult<Option<Stored<T>>> {
-    resources::get(&mut **tx, T::KIND, id)
+    resources::get(tx, T::KIND, id)
         .await?
         .map(from_row)
         .transpose()

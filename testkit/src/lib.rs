@@ -1,1 +1,41 @@
+//! Test fixtures for medgate.
+//!
+//! [`Stack`] starts the control plane in-process on an ephemeral port, on a fresh SQLite
+//! file or a fresh PostgreSQL database, and gives role-scoped HTTP clients. Tests are written
+//! once and run on both backends with [`both_backends!`].
 #![forbid(unsafe_code)]
+
+mod client;
+mod stack;
+
+pub use client::{Client, Reply};
+pub use stack::{Backend, Stack, TEST_JWT_SECRET};
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests for each `async fn <name>(Stack)`.
+///
+/// PostgreSQL tests use `MEDGATE_TEST_POSTGRES_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/test`); when it is unreachable they print that they
+/// skip, unless `MEDGATE_REQUIRE_POSTGRES=1`, which makes them fail (CI sets it).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let stack = $crate::Stack::start($crate::Backend::Sqlite).await;
+                    super::$name(stack).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(stack) = $crate::Stack::start_postgres_or_skip(stringify!($name)).await else { return };
+                    super::$name(stack).await;
+                }
+            )*
+        }
+    };
+}

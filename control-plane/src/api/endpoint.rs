@@ -137,6 +137,18 @@ impl Endpoint {
         !matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
     }
 
+    /// The path parameter that names a tenant, when the path is about one tenant
+    /// (`/api/tenants/{id}/...` or any `{tenantId}`).
+    pub fn tenant_param(&self) -> Option<&'static str> {
+        if self.path.contains("{tenantId}") {
+            Some("tenantId")
+        } else if self.path.starts_with("/api/tenants/{id}") {
+            Some("id")
+        } else {
+            None
+        }
+    }
+
     /// Names of the `{param}` segments of the path.
     pub fn path_params(&self) -> Vec<&str> {
         self.path

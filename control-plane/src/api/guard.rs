@@ -57,20 +57,31 @@ pub(super) async fn guard(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let first_param = RawPathParams::from_request_parts(&mut parts, &())
+    let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
         .await
-        .ok()
-        .and_then(|params| params.iter().next().map(|(_, v)| v.to_owned()));
+        .map(|p| {
+            p.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let first_param = params.first().map(|(_, v)| v.clone());
+    let tenant_in_path = endpoint.tenant_param().and_then(|name| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    });
 
-    let principal = match authorize(&state, &endpoint, &parts.headers) {
+    let principal = match authenticate(&state, &endpoint, &parts.headers) {
         Ok(p) => p,
-        Err(err) => {
-            let response = err.into_response();
-            let outcome = Outcome::of(&response);
-            record(&state, &endpoint, None, outcome, source_ip, first_param).await;
-            return response;
-        }
+        Err(err) => return refuse(&state, &endpoint, None, err, source_ip, first_param).await,
     };
+    if let Some(p) = &principal {
+        if let Err(err) = admit(p, &endpoint, tenant_in_path.as_deref()) {
+            return refuse(&state, &endpoint, Some(p), err, source_ip, first_param).await;
+        }
+    }
     if let Some(p) = &principal {
         parts.extensions.insert(p.clone());
     }
@@ -88,7 +99,23 @@ pub(super) async fn guard(
     response
 }
 
-fn authorize(
+/// Answers a refused call, auditing it when the endpoint mutates.
+async fn refuse(
+    state: &AppState,
+    endpoint: &Endpoint,
+    principal: Option<&Principal>,
+    err: ApiError,
+    source_ip: Option<String>,
+    first_param: Option<String>,
+) -> Response {
+    let response = err.into_response();
+    let outcome = Outcome::of(&response);
+    record(state, endpoint, principal, outcome, source_ip, first_param).await;
+    response
+}
+
+/// 401 without a valid token (public endpoints need none).
+fn authenticate(
     state: &AppState,
     endpoint: &Endpoint,
     headers: &HeaderMap,
@@ -111,10 +138,25 @@ fn authorize(
         .ok_or_else(|| {
             ApiError::Unauthenticated("Authorization must be `Bearer <token>`".into())
         })?;
-    let principal = state
+    state
         .keys()
         .verify(token)
-        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        .map(Some)
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))
+}
+
+/// 404 for a path naming another tenant (checked before the role, so nothing about other
+/// tenants leaks); 403 for a role the endpoint does not admit.
+fn admit(
+    principal: &Principal,
+    endpoint: &Endpoint,
+    tenant_in_path: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(tenant) = tenant_in_path {
+        if !principal.sees_tenant(tenant) {
+            return Err(ApiError::not_found("tenant", tenant));
+        }
+    }
     if !endpoint.access.admits(principal.role) {
         return Err(ApiError::forbidden(format!(
             "role {} may not call {} (allowed: {})",
@@ -123,7 +165,7 @@ fn authorize(
             endpoint.access.describe()
         )));
     }
-    Ok(Some(principal))
+    Ok(())
 }
 
 /// What the audit entry needs from a response (the response itself is not `Sync`).

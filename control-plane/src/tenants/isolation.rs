@@ -318,7 +318,7 @@ impl Crud for IsolationPolicy {
 
     async fn check_delete(&self, tx: &mut Tx) -> ApiResult<()> {
         let mut users = 0;
-        for row in resources::all(&mut **tx, Tenant::KIND).await? {
+        for row in resources::all(tx, Tenant::KIND).await? {
             let tenant: Tenant = serde_json::from_str(&row.body).map_err(ApiError::internal)?;
             if tenant.isolation_policy_id.as_deref() == Some(self.id.as_str()) {
                 users += 1;

@@ -136,7 +136,7 @@ impl Crud for TenantPlan {
     }
 
     async fn check_delete(&self, tx: &mut Tx) -> ApiResult<()> {
-        let users = resources::count_refs(&mut **tx, Tenant::KIND, &self.id).await?;
+        let users = resources::count_refs(tx, Tenant::KIND, &self.id).await?;
         if users > 0 {
             return Err(ApiError::conflict(
                 "plan_in_use",
