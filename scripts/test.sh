@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace (unit, integration, both store backends).
-#
-# PostgreSQL tests use MEDGATE_TEST_POSTGRES_URL (default
-# postgres://postgres@127.0.0.1:5432/test). When it is unreachable they print
-# "SKIP postgres::<test>" and pass, unless MEDGATE_REQUIRE_POSTGRES=1, which
-# makes them fail. This script installs nothing.
+# Runs every test of the project: the Rust workspace (unit, integration, CLI; SQLite always,
+# PostgreSQL when reachable or required), then the Python suite with real clients
+# (schemathesis against the served OpenAPI document, and later the openai SDK).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 
-echo "==> cargo test --workspace --all-targets (target dir: ${CARGO_TARGET_DIR:-target})"
-exec cargo test --workspace --all-targets "$@"
+echo "==> cargo test --workspace --all-targets"
+cargo test --workspace --all-targets "$@"
+
+echo "==> Python test suite (tests/python)"
+venv="${MEDGATE_VENV:-$HOME/.cache/medgate-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+MEDGATE_BIN="$target_dir/debug/medgate" "$venv/bin/python" -m pytest -q tests/python

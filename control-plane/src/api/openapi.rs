@@ -116,8 +116,8 @@ fn error_statuses(ep: &Endpoint) -> Vec<(u16, &'static str)> {
         out.push((401, "Missing, invalid or expired token"));
         out.push((403, "The token's role may not call this endpoint"));
     }
-    if !ep.path_params().is_empty() {
-        out.push((404, "No such resource (or another tenant's)"));
+    if !ep.path_params().is_empty() || (ep.access != Access::Public && has_input) {
+        out.push((404, "No such resource, or it belongs to another tenant"));
     }
     if ep.is_mutation() {
         out.push((409, "Conflicts with the current state"));
