@@ -8,6 +8,11 @@
 
 pub mod settings;
 pub mod snapshot;
+pub mod usage;
 
 pub use settings::{Settings, SettingsError};
-pub use snapshot::{Snapshot, SnapshotError, TenantEntry, TenantStatus};
+pub use snapshot::{
+    ApiKeyEntry, GatewayEntry, KeySecret, ModelEntry, OnViolation, ParameterRule, Snapshot,
+    SnapshotError, TenantEntry, TenantModelEntry, TenantStatus, UpstreamEntry,
+};
+pub use usage::{UsageAck, UsageBatch, UsageEvent};

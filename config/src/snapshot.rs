@@ -19,6 +19,14 @@ pub struct Snapshot {
     /// SHA-256 (hex) of the canonical JSON of everything but `version` and `hash`.
     pub hash: String,
     pub tenants: Vec<TenantEntry>,
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+    #[serde(default)]
+    pub tenant_models: Vec<TenantModelEntry>,
+    #[serde(default)]
+    pub gateway: GatewayEntry,
 }
 
 /// What the data plane knows about one tenant.
@@ -89,6 +97,127 @@ pub struct IsolationEntry {
     pub allowed_cidrs: Vec<String>,
 }
 
+/// A model clients can call, and where the gateway sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub id: String,
+    /// The name clients put in `model` (unique), e.g. `gpt-4o`.
+    pub name: String,
+    pub enabled: bool,
+    /// `openai_compatible` is the only provider type so far.
+    pub provider: String,
+    /// Upstream endpoints, chosen by weight.
+    pub upstreams: Vec<UpstreamEntry>,
+    /// The model name sent upstream (rewritten into the body).
+    pub upstream_model: String,
+    pub connect_timeout_ms: u64,
+    /// Longest silence while waiting for the upstream (first byte, and between chunks).
+    pub read_timeout_ms: u64,
+    /// Whether every tenant may use the model unless its tenant-model config disables it.
+    pub available_to_all_tenants: bool,
+    /// Request parameter rules (defaults, bounds, forced values).
+    pub parameters: BTreeMap<String, ParameterRule>,
+}
+
+/// One upstream endpoint of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    /// Base URL of an OpenAI-compatible API, e.g. `https://api.example.com/v1`.
+    pub url: String,
+    pub weight: u32,
+    /// Sent upstream as a bearer token; never returned by the management API.
+    pub api_key: Option<String>,
+}
+
+/// How one request parameter (e.g. `max_tokens`, `temperature`) is treated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterRule {
+    /// Used when the request does not set the parameter.
+    pub default: Option<serde_json::Value>,
+    /// Inclusive numeric bounds.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Always sent, whatever the request says.
+    pub forced: Option<serde_json::Value>,
+    /// What to do with an out-of-bounds value.
+    #[serde(default)]
+    pub on_violation: OnViolation,
+}
+
+/// Out-of-bounds handling.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnViolation {
+    /// Bring the value inside the bounds.
+    #[default]
+    Clamp,
+    /// Refuse the request with 422.
+    Reject,
+}
+
+/// An API key as the data plane checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    pub id: String,
+    pub tenant_id: String,
+    /// Visible prefix, e.g. `mg_k7f3a9c2e1`.
+    pub prefix: String,
+    /// SHA-256 (hex) of every secret currently accepted; a rotated-out secret stays until its
+    /// `valid_until`.
+    pub secrets: Vec<KeySecret>,
+    /// RFC 3339; the key is refused from then on.
+    pub expires_at: Option<String>,
+    /// Model names the key may call; empty means any the tenant may use.
+    pub allowed_models: Vec<String>,
+}
+
+/// One accepted secret of a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeySecret {
+    pub sha256: String,
+    /// RFC 3339; None for the current secret.
+    pub valid_until: Option<String>,
+}
+
+/// A tenant's configuration of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantModelEntry {
+    pub tenant_id: String,
+    pub model_id: String,
+    pub enabled: bool,
+    /// Another name the tenant's clients may use for the model.
+    pub alias: Option<String>,
+    /// Overrides of the model's parameter rules.
+    pub parameters: BTreeMap<String, ParameterRule>,
+}
+
+/// Gateway-wide settings of the data plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayEntry {
+    /// Largest inference request body, bytes.
+    pub max_body_bytes: u64,
+    /// Fraction of successful requests written to the access log (errors always are).
+    pub access_log_sample_rate: f64,
+}
+
+impl Default for GatewayEntry {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 * 1024 * 1024,
+            access_log_sample_rate: 1.0,
+        }
+    }
+}
+
 /// Why a snapshot was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -100,16 +229,52 @@ pub enum SnapshotError {
     DuplicateTenantCode(String),
     #[error("snapshot version must be at least 1")]
     ZeroVersion,
+    #[error("duplicate model name {0}")]
+    DuplicateModel(String),
+    #[error("model {0} has no upstream with a positive weight")]
+    NoUpstream(String),
+    #[error("model {model}: upstream URL {url:?} must be http:// or https://")]
+    BadUpstreamUrl { model: String, url: String },
+    #[error("api key {0} belongs to no tenant of the snapshot")]
+    OrphanKey(String),
+    #[error("duplicate api key id {0}")]
+    DuplicateKey(String),
 }
 
 impl Snapshot {
-    /// Builds a snapshot and stamps its content hash.
-    pub fn new(version: u64, mut tenants: Vec<TenantEntry>) -> Self {
+    /// Builds a snapshot of tenants only and stamps its content hash.
+    pub fn new(version: u64, tenants: Vec<TenantEntry>) -> Self {
+        Self::from_parts(
+            version,
+            tenants,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            GatewayEntry::default(),
+        )
+    }
+
+    /// Builds a snapshot from all its parts (sorted, so equal content hashes equally).
+    pub fn from_parts(
+        version: u64,
+        mut tenants: Vec<TenantEntry>,
+        mut models: Vec<ModelEntry>,
+        mut api_keys: Vec<ApiKeyEntry>,
+        mut tenant_models: Vec<TenantModelEntry>,
+        gateway: GatewayEntry,
+    ) -> Self {
         tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        models.sort_by(|a, b| a.id.cmp(&b.id));
+        api_keys.sort_by(|a, b| a.id.cmp(&b.id));
+        tenant_models.sort_by(|a, b| (&a.tenant_id, &a.model_id).cmp(&(&b.tenant_id, &b.model_id)));
         let mut snapshot = Self {
             version,
             hash: String::new(),
             tenants,
+            models,
+            api_keys,
+            tenant_models,
+            gateway,
         };
         snapshot.hash = snapshot.content_hash();
         snapshot
@@ -118,7 +283,13 @@ impl Snapshot {
     /// SHA-256 over the canonical JSON of the content (version and hash excluded), so two
     /// compilations of the same store state hash the same.
     pub fn content_hash(&self) -> String {
-        let content = serde_json::json!({ "tenants": self.tenants });
+        let content = serde_json::json!({
+            "tenants": self.tenants,
+            "models": self.models,
+            "api_keys": self.api_keys,
+            "tenant_models": self.tenant_models,
+            "gateway": self.gateway,
+        });
         // serde_json maps are ordered (BTreeMap) without the preserve_order feature, and
         // structs serialize in declaration order: the text is canonical for our types.
         let text = serde_json::to_string(&content).unwrap_or_default();
@@ -145,6 +316,32 @@ impl Snapshot {
             }
             if !codes.insert(tenant.code.as_str()) {
                 return Err(SnapshotError::DuplicateTenantCode(tenant.code.clone()));
+            }
+        }
+        let mut names = HashSet::new();
+        for model in &self.models {
+            if !names.insert(model.name.as_str()) {
+                return Err(SnapshotError::DuplicateModel(model.name.clone()));
+            }
+            if model.enabled && !model.upstreams.iter().any(|u| u.weight > 0) {
+                return Err(SnapshotError::NoUpstream(model.name.clone()));
+            }
+            for u in &model.upstreams {
+                if !(u.url.starts_with("http://") || u.url.starts_with("https://")) {
+                    return Err(SnapshotError::BadUpstreamUrl {
+                        model: model.name.clone(),
+                        url: u.url.clone(),
+                    });
+                }
+            }
+        }
+        let mut key_ids = HashSet::new();
+        for key in &self.api_keys {
+            if !key_ids.insert(key.id.as_str()) {
+                return Err(SnapshotError::DuplicateKey(key.id.clone()));
+            }
+            if !ids.contains(key.tenant_id.as_str()) {
+                return Err(SnapshotError::OrphanKey(key.id.clone()));
             }
         }
         Ok(())

@@ -357,6 +357,8 @@ pub trait Crud: Resource {
     type Create: DeserializeOwned + JsonSchema + Send + 'static;
     /// Body of update; `deny_unknown_fields`.
     type Update: DeserializeOwned + JsonSchema + Send + 'static;
+    /// What the API returns (`Self`, or a redacted form when the resource holds secrets).
+    type View: Serialize + JsonSchema + Send + 'static;
     /// Collection path, e.g. `/api/tenant-plans`.
     const PATH: &'static str;
     /// OpenAPI tag and operation prefix, e.g. `tenant_plans`.
@@ -367,6 +369,9 @@ pub trait Crud: Resource {
 
     /// Applies and validates an update.
     fn apply(&mut self, input: Self::Update) -> ApiResult<()>;
+
+    /// The API representation.
+    fn view(&self) -> Self::View;
 
     /// Checks references to other resources inside the write transaction.
     async fn check_references(&self, _tx: &mut Tx) -> ApiResult<()> {
@@ -408,7 +413,7 @@ pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
             .access(read)
             .resource(T::KIND)
             .query::<ListQuery>()
-            .response::<Page<T>>(),
+            .response::<Page<T::View>>(),
         list_handler::<T>,
     )
     .add(
@@ -416,7 +421,7 @@ pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
             .access(write)
             .resource(T::KIND)
             .request::<T::Create>()
-            .response::<T>()
+            .response::<T::View>()
             .status(201),
         create_handler::<T>,
     )
@@ -424,7 +429,7 @@ pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
         Endpoint::get(&item, op("get"), format!("Get a {}", T::LABEL))
             .access(read)
             .resource(T::KIND)
-            .response::<T>(),
+            .response::<T::View>(),
         get_handler::<T>,
     )
     .add(
@@ -432,7 +437,7 @@ pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
             .access(write)
             .resource(T::KIND)
             .request::<T::Update>()
-            .response::<T>(),
+            .response::<T::View>(),
         update_handler::<T>,
     )
     .add(
@@ -447,10 +452,14 @@ async fn list_handler<T: Crud>(
     State(state): State<AppState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<T>>> {
+) -> ApiResult<Json<Page<T::View>>> {
     let (page, size) = q.paging()?;
     let filter = q.filter(&principal, T::SCOPE)?;
-    Ok(Json(list::<T>(state.store(), &filter, page, size).await?))
+    Ok(Json(
+        list::<T>(state.store(), &filter, page, size)
+            .await?
+            .map(|t| t.view()),
+    ))
 }
 
 async fn create_handler<T: Crud>(
@@ -469,16 +478,18 @@ async fn create_handler<T: Crud>(
     insert(&mut tx, &mut value).await?;
     tx.commit().await?;
     let target = AuditTarget::new(value.id(), value.tenant_id());
-    Ok(target.attach((StatusCode::CREATED, Json(value))))
+    Ok(target.attach((StatusCode::CREATED, Json(value.view()))))
 }
 
 async fn get_handler<T: Crud>(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<T>> {
+) -> ApiResult<Json<T::View>> {
     Ok(Json(
-        visible(&principal, load::<T>(state.store(), &id).await?, &id)?.value,
+        visible(&principal, load::<T>(state.store(), &id).await?, &id)?
+            .value
+            .view(),
     ))
 }
 
@@ -495,7 +506,7 @@ async fn update_handler<T: Crud>(
     replace(&mut tx, &mut stored).await?;
     tx.commit().await?;
     let target = AuditTarget::new(&id, stored.value.tenant_id());
-    Ok(target.attach(Json(stored.value)))
+    Ok(target.attach(Json(stored.value.view())))
 }
 
 async fn delete_handler<T: Crud>(

@@ -290,6 +290,7 @@ impl Resource for IsolationPolicy {
 #[async_trait]
 impl Crud for IsolationPolicy {
     type Create = IsolationSpecInput;
+    type View = Self;
     type Update = IsolationSpecInput;
     const PATH: &'static str = "/api/isolation-policies";
     const TAG: &'static str = "isolation_policies";
@@ -305,6 +306,10 @@ impl Crud for IsolationPolicy {
             created_at: String::new(),
             updated_at: String::new(),
         })
+    }
+
+    fn view(&self) -> Self {
+        self.clone()
     }
 
     fn apply(&mut self, input: IsolationSpecInput) -> ApiResult<()> {

@@ -152,6 +152,7 @@ impl Resource for Tenant {
 #[async_trait]
 impl Crud for Tenant {
     type Create = TenantCreate;
+    type View = Self;
     type Update = TenantUpdate;
     const PATH: &'static str = "/api/tenants";
     const TAG: &'static str = "tenants";
@@ -187,6 +188,10 @@ impl Crud for Tenant {
         };
         tenant.validate()?;
         Ok(tenant)
+    }
+
+    fn view(&self) -> Self {
+        self.clone()
     }
 
     fn apply(&mut self, input: TenantUpdate) -> ApiResult<()> {

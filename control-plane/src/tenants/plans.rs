@@ -110,6 +110,7 @@ impl Resource for TenantPlan {
 #[async_trait]
 impl Crud for TenantPlan {
     type Create = TenantPlanInput;
+    type View = Self;
     type Update = TenantPlanInput;
     const PATH: &'static str = "/api/tenant-plans";
     const TAG: &'static str = "tenant_plans";
@@ -129,6 +130,10 @@ impl Crud for TenantPlan {
         };
         plan.set(input)?;
         Ok(plan)
+    }
+
+    fn view(&self) -> Self {
+        self.clone()
     }
 
     fn apply(&mut self, input: TenantPlanInput) -> ApiResult<()> {
