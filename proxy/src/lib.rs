@@ -1,12 +1,20 @@
-//! medgate's data plane.
-//!
-//! The Pingora proxy arrives with the data-plane issue; until then this crate only states
-//! that, so `medgate serve` can say so instead of pretending to proxy.
+//! medgate's data plane: a Pingora proxy that authenticates tenants' API keys, resolves
+//! models, rewrites and forwards inference requests with streaming, meters tokens (also for
+//! streams) and emits one usage event per request. Configuration is a snapshot from the
+//! control plane (or a static file), swapped atomically.
 #![forbid(unsafe_code)]
 
-/// Whether this build carries a working data plane.
-pub const AVAILABLE: bool = false;
+pub mod auth;
+pub mod catalog;
+pub mod gateway;
+pub mod inference;
+pub mod metrics;
+pub mod openai_error;
+pub mod server;
+pub mod shared;
+pub mod static_config;
+pub mod upstream;
+pub mod usage_sink;
+pub mod watcher;
 
-/// What `medgate serve` and `medgate proxy` print while the data plane is not built yet.
-pub const NOT_AVAILABLE: &str =
-    "the data plane (proxy) is not available in this build yet; the control plane runs alone";
+pub use server::{start, ConfigSource, ProxyHandle, ProxyOptions};

@@ -1,0 +1,249 @@
+//! The Pingora `ProxyHttp` implementation: routes each request to the inference path, the
+//! local endpoints (`/metrics`, `/healthz`, `/readyz`), or the management API (proxied to the
+//! control plane on Pingora's native path, so the whole API is reachable on this origin).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+
+use crate::inference::{self, Endpoint};
+use crate::metrics::Metrics;
+use crate::openai_error::GatewayError;
+use crate::shared::Shared;
+use crate::usage_sink::UsageSender;
+
+/// Per-request state, kept for logging and metering.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Option<Instant>,
+    pub arrived_at: String,
+    pub route: &'static str,
+    pub tenant_id: Option<String>,
+    pub model: Option<String>,
+    pub upstream: Option<String>,
+    pub status: u16,
+    pub tokens: (u64, u64),
+    /// Whether a response reached the client from the handler itself.
+    pub response_written: bool,
+}
+
+/// The data plane.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    pub connector: Connector,
+    pub usage: UsageSender,
+    pub metrics: Arc<Metrics>,
+    /// The control plane, for `/api/*` management calls.
+    pub control_plane: Option<HttpPeer>,
+    pub control_plane_host: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        let (started, arrived_at) = inference::arrival_time();
+        RequestCtx {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            started: Some(started),
+            arrived_at,
+            ..RequestCtx::default()
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let method = session.req_header().method.as_str().to_owned();
+        let path = session.req_header().uri.path().to_owned();
+        if let Some(endpoint) = Endpoint::of(&method, &path) {
+            ctx.route = "inference";
+            if let Err(error) = inference::handle(self, session, ctx, endpoint).await {
+                self.metrics.errors.with_label_values(&[error.code]).inc();
+                ctx.status = error.status;
+                if !ctx.response_written {
+                    write_error(session, &ctx.request_id, &error).await;
+                }
+            }
+            return Ok(true);
+        }
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => {
+                ctx.route = "metrics";
+                if let Some(v) = self.shared.version() {
+                    self.metrics.snapshot_version.set(v as i64);
+                }
+                let body = Bytes::from(self.metrics.render());
+                ctx.status = 200;
+                write_body(
+                    session,
+                    200,
+                    &ctx.request_id,
+                    "text/plain; version=0.0.4",
+                    body,
+                )
+                .await;
+                Ok(true)
+            }
+            ("GET", "/healthz") => {
+                ctx.route = "health";
+                ctx.status = 200;
+                write_json(
+                    session,
+                    200,
+                    &ctx.request_id,
+                    Bytes::from_static(b"{\"status\":\"ok\"}"),
+                )
+                .await;
+                Ok(true)
+            }
+            ("GET", "/readyz") => {
+                ctx.route = "health";
+                let (status, body) = match self.shared.version() {
+                    Some(v) => (
+                        200,
+                        format!("{{\"status\":\"ready\",\"snapshot_version\":{v}}}"),
+                    ),
+                    None => (503, "{\"status\":\"no snapshot yet\"}".to_owned()),
+                };
+                ctx.status = status;
+                write_json(session, status, &ctx.request_id, Bytes::from(body)).await;
+                Ok(true)
+            }
+            (_, p) if p.starts_with("/api/") && self.control_plane.is_some() => {
+                ctx.route = "management";
+                Ok(false)
+            }
+            _ => {
+                ctx.route = "unknown";
+                let error = GatewayError::new(
+                    404,
+                    "invalid_request_error",
+                    "unknown_route",
+                    format!("no route for {method} {path}"),
+                );
+                ctx.status = 404;
+                write_error(session, &ctx.request_id, &error).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        match &self.control_plane {
+            Some(peer) => Ok(Box::new(peer.clone())),
+            None => Err(Error::explain(
+                ErrorType::HTTPStatus(404),
+                "no upstream for this route",
+            )),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream.insert_header("host", &self.control_plane_host)?;
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+        }
+        upstream.insert_header("x-request-id", &ctx.request_id)?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.status = response.status.as_u16();
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.status == 0 {
+            ctx.status = session
+                .response_written()
+                .map_or(if error.is_some() { 502 } else { 0 }, |r| r.status.as_u16());
+        }
+        let class = match ctx.status {
+            0 => "none",
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=498 => "4xx",
+            499 => "client_gone",
+            _ => "5xx",
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[ctx.route, class])
+            .inc();
+        if let Some(started) = ctx.started {
+            self.metrics
+                .duration
+                .with_label_values(&[ctx.route])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Writes a complete JSON response.
+pub async fn write_json(session: &mut Session, status: u16, request_id: &str, body: Bytes) {
+    write_body(session, status, request_id, "application/json", body).await;
+}
+
+async fn write_body(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    content_type: &str,
+    body: Bytes,
+) {
+    let Ok(mut head) = ResponseHeader::build(status, Some(3)) else {
+        return;
+    };
+    let _ = head.insert_header("content-type", content_type);
+    let _ = head.insert_header("content-length", body.len().to_string());
+    let _ = head.insert_header("x-request-id", request_id);
+    if session
+        .write_response_header(Box::new(head), false)
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(Some(body), true).await;
+    }
+}
+
+/// Writes an OpenAI-shaped error. An unread request body means the connection cannot be
+/// reused, so keep-alive is turned off for refusals before the body was read.
+pub async fn write_error(session: &mut Session, request_id: &str, error: &GatewayError) {
+    let body = error.body();
+    if matches!(error.status, 413 | 401 | 403 | 404 | 503) {
+        session.set_keepalive(None);
+    }
+    let Ok(head) = error.header(request_id, body.len()) else {
+        return;
+    };
+    if session
+        .write_response_header(Box::new(head), false)
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(Some(body), true).await;
+    }
+}

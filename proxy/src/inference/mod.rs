@@ -1,0 +1,250 @@
+//! The inference path (DESIGN.md §4): authenticate the key, check the tenant, read and
+//! rewrite the body, forward with streaming, meter, emit the usage event.
+
+pub mod forward;
+pub mod params;
+pub mod request;
+pub mod sse;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use medgate_config::UsageEvent;
+use medgate_plugins::{Decision, Plugin, RequestView, TenantStatusGate};
+use pingora::proxy::Session;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::auth::{self, KeyRefusal};
+use crate::catalog::{Catalog, ModelRefusal};
+use crate::gateway::{Gateway, RequestCtx};
+use crate::openai_error::GatewayError;
+use request::{Body, Operation};
+
+/// Which inference endpoint a request hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    ListModels,
+    Call {
+        operation: Operation,
+        model_in_path: Option<String>,
+    },
+}
+
+impl Endpoint {
+    /// Recognizes inference paths; None for anything else.
+    pub fn of(method: &str, path: &str) -> Option<Self> {
+        let call = |operation| {
+            Some(Endpoint::Call {
+                operation,
+                model_in_path: None,
+            })
+        };
+        match (method, path) {
+            ("GET", "/v1/models") => Some(Endpoint::ListModels),
+            ("POST", "/v1/chat/completions") | ("POST", "/api/inference") => call(Operation::Chat),
+            ("POST", "/v1/completions") => call(Operation::Completions),
+            ("POST", "/v1/embeddings") => call(Operation::Embeddings),
+            ("POST", p) => p
+                .strip_prefix("/api/inference/")
+                .filter(|m| !m.is_empty() && !m.contains('/') && *m != "history")
+                .map(|m| Endpoint::Call {
+                    operation: Operation::Chat,
+                    model_in_path: Some(m.to_owned()),
+                }),
+            _ => None,
+        }
+    }
+}
+
+/// Handles one inference request completely (the response is written here).
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    endpoint: Endpoint,
+) -> Result<(), GatewayError> {
+    let catalog = gw.shared.catalog().ok_or_else(|| {
+        GatewayError::new(
+            503,
+            "api_error",
+            "gateway_not_ready",
+            "the gateway has no configuration yet; retry shortly",
+        )
+    })?;
+    let headers = &session.req_header().headers;
+    let presented = auth::presented_key(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        headers
+            .get("x-api-key")
+            .or_else(|| headers.get("api-key"))
+            .and_then(|v| v.to_str().ok()),
+    );
+    let key = auth::authenticate(&catalog, presented).map_err(|r| match r {
+        KeyRefusal::Missing => GatewayError::unauthorized(r.message()).with_param("authorization"),
+        _ => GatewayError::unauthorized(r.message()),
+    })?;
+    ctx.tenant_id = Some(key.entry.tenant_id.clone());
+    let view = RequestView {
+        tenant_id: Some(key.entry.tenant_id.clone()),
+        method: session.req_header().method.to_string(),
+        path: session.req_header().uri.path().to_owned(),
+    };
+    if let Decision::Reject(r) = TenantStatusGate.on_request(&view, &catalog.snapshot) {
+        return Err(GatewayError::new(r.status, r.kind, r.code, r.message));
+    }
+    let tenant = catalog
+        .tenant(&key.entry.tenant_id)
+        .ok_or_else(|| GatewayError::unauthorized("incorrect API key provided"))?;
+
+    let (operation, model_in_path) = match endpoint {
+        Endpoint::ListModels => {
+            return list_models(session, ctx, &catalog, tenant, &key.entry).await
+        }
+        Endpoint::Call {
+            operation,
+            model_in_path,
+        } => (operation, model_in_path),
+    };
+
+    let raw = request::read_body(session, catalog.snapshot.gateway.max_body_bytes).await?;
+    let body_len = raw.len();
+    let mut body = Body::parse(raw)?;
+    let requested = match (model_in_path, body.model()) {
+        (Some(m), _) => m,
+        (None, Some(m)) => m.to_owned(),
+        (None, None) => {
+            return Err(
+                GatewayError::bad_request("missing_model", "the request names no model")
+                    .with_param("model"),
+            )
+        }
+    };
+    let model = catalog
+        .resolve(tenant, &key.entry, &requested)
+        .map_err(|r| match r {
+            ModelRefusal::NotFound => GatewayError::new(
+                404,
+                "invalid_request_error",
+                "model_not_found",
+                format!("the model `{requested}` does not exist or you do not have access to it"),
+            )
+            .with_param("model"),
+            ModelRefusal::NotAllowed => GatewayError::new(
+                403,
+                "permission_error",
+                "model_not_allowed",
+                format!("this key or tenant may not use the model `{requested}`"),
+            )
+            .with_param("model"),
+            ModelRefusal::Disabled => GatewayError::new(
+                403,
+                "permission_error",
+                "model_disabled",
+                format!("the model `{requested}` is disabled"),
+            )
+            .with_param("model"),
+        })?;
+    ctx.model = Some(model.entry.name.clone());
+
+    let rules = catalog.parameter_rules(&tenant.id, &model.entry);
+    if params::apply(&mut body.fields, &rules)? {
+        body.modified = true;
+    }
+    body.set("model", Value::String(model.entry.upstream_model.clone()));
+    let streamed = operation.can_stream() && body.is_stream();
+    let hide_usage_chunk = streamed && body.request_stream_usage();
+
+    let roll = rand::rng().random_range(0..model.total_weight.max(1));
+    let target = crate::upstream::pick(&model.targets, roll).ok_or_else(|| {
+        GatewayError::new(503, "api_error", "no_upstream", "the model has no upstream")
+    })?;
+    ctx.upstream = Some(target.label.clone());
+    let exchange = forward::Exchange {
+        target,
+        path: format!("{}{}", target.base_path, operation.upstream_suffix()),
+        body: body.into_bytes(),
+        request_id: &ctx.request_id,
+        hide_usage_chunk,
+        degraded_header: None,
+    };
+    let outcome = forward::exchange(&gw.connector, session, exchange).await;
+    ctx.status = outcome.status;
+    ctx.response_written = outcome.error.is_none();
+
+    let (input, output, reported) = match outcome.usage {
+        Some(u) => (u.input_tokens, u.output_tokens, true),
+        None if outcome.error.is_some() => (0, 0, false),
+        // No usage from the upstream (client gone, upstream cut, or it never reports):
+        // meter what was produced, estimated at ~4 characters per token.
+        None => (
+            (body_len as u64).div_ceil(4).min(1_000_000),
+            outcome.content_chars.div_ceil(4),
+            false,
+        ),
+    };
+    ctx.tokens = (input, output);
+    if let Some(ttft) = outcome.ttft {
+        gw.metrics
+            .ttft
+            .with_label_values(&[model.entry.name.as_str()])
+            .observe(ttft.as_secs_f64());
+    }
+    gw.metrics
+        .tokens
+        .with_label_values(&[tenant.id.as_str(), model.entry.name.as_str(), "input"])
+        .inc_by(input);
+    gw.metrics
+        .tokens
+        .with_label_values(&[tenant.id.as_str(), model.entry.name.as_str(), "output"])
+        .inc_by(output);
+    gw.usage.send(UsageEvent {
+        request_id: ctx.request_id.clone(),
+        tenant_id: tenant.id.clone(),
+        api_key_id: Some(key.entry.id.clone()),
+        key_prefix: Some(key.entry.prefix.clone()),
+        requested_model: requested.clone(),
+        model_id: model.entry.id.clone(),
+        model_name: model.entry.name.clone(),
+        endpoint: operation.name().to_owned(),
+        input_tokens: input,
+        output_tokens: output,
+        status: outcome.status,
+        latency_ms: ctx.started.map_or(0, |s| s.elapsed().as_millis() as u64),
+        ttft_ms: outcome.ttft.map(|t| t.as_millis() as u64),
+        streamed: outcome.streamed,
+        usage_reported: reported,
+        occurred_at: ctx.arrived_at.clone(),
+    });
+    match outcome.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn list_models(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    catalog: &Catalog,
+    tenant: &medgate_config::TenantEntry,
+    key: &medgate_config::ApiKeyEntry,
+) -> Result<(), GatewayError> {
+    let data: Vec<Value> = catalog
+        .models_for(tenant, key)
+        .into_iter()
+        .map(|(name, _)| json!({ "id": name, "object": "model", "created": 0, "owned_by": "medgate" }))
+        .collect();
+    let body = Bytes::from(json!({ "object": "list", "data": data }).to_string());
+    ctx.status = 200;
+    ctx.response_written = true;
+    crate::gateway::write_json(session, 200, &ctx.request_id, body).await;
+    Ok(())
+}
+
+/// Time the request arrived, as stored in usage events.
+pub fn arrival_time() -> (Instant, String) {
+    (
+        Instant::now(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )
+}

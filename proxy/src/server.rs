@@ -1,0 +1,215 @@
+//! Starting and stopping the Pingora server that hosts the gateway.
+//!
+//! Pingora's `Server::run` blocks and owns its runtimes, so it runs on a thread of its own;
+//! the snapshot watcher and the usage sink run as Pingora background services and see the
+//! same shutdown signal. Stopping drains in-flight requests, then flushes usage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::connectors::http::Connector;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::upstreams::peer::HttpPeer;
+use tokio::sync::Notify;
+
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::shared::Shared;
+use crate::usage_sink::{self, SinkConfig, UsageSink};
+
+/// How to run the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub listen: SocketAddr,
+    /// Keeps the last good snapshot and the usage spool.
+    pub data_dir: PathBuf,
+    /// Source of configuration: the control plane, or a static gateway file.
+    pub source: ConfigSource,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Seconds in-flight requests get to finish on a graceful stop.
+    pub grace_period_secs: u64,
+}
+
+/// Where the snapshot comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    ControlPlane {
+        /// e.g. `127.0.0.1:8081` (plain HTTP on a trusted network).
+        addr: SocketAddr,
+        /// A token with role `node`.
+        node_token: String,
+    },
+    StaticFile(PathBuf),
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub shared: Arc<Shared>,
+    pub listen: SocketAddr,
+}
+
+impl ProxyHandle {
+    /// Graceful stop: stop accepting, let requests finish, flush usage. Blocks until done.
+    pub fn stop(mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop.notify_one();
+            let _ = t.join();
+        }
+    }
+}
+
+struct StopWatch(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Starts the proxy on its own thread; returns once the listener is being set up.
+pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
+    // Fail early and clearly when the port is taken (Pingora would panic in its thread).
+    drop(std::net::TcpListener::bind(options.listen)?);
+    let shared = Arc::new(Shared::new(Some(
+        options.data_dir.join("last-good-snapshot.json"),
+    )));
+    shared.load_persisted();
+    let (control_plane, control_plane_host, sink_url, node_token) = match &options.source {
+        ConfigSource::ControlPlane { addr, node_token } => (
+            Some(HttpPeer::new(*addr, false, String::new())),
+            addr.to_string(),
+            Some(format!("http://{addr}")),
+            Some(node_token.clone()),
+        ),
+        ConfigSource::StaticFile(_) => (None, String::new(), None, None),
+    };
+    let (usage, sink) = usage_sink::channel(SinkConfig {
+        control_plane_url: sink_url,
+        node_token,
+        spool_path: options.data_dir.join("usage-spool.jsonl"),
+        batch_size: 500,
+        flush_interval: Duration::from_millis(200),
+    });
+    let stop = Arc::new(Notify::new());
+    let gateway = Gateway {
+        shared: shared.clone(),
+        connector: Connector::new(None),
+        usage,
+        metrics: Arc::new(Metrics::new()),
+        control_plane,
+        control_plane_host,
+    };
+    let thread_shared = shared.clone();
+    let thread_stop = stop.clone();
+    let listen = options.listen;
+    let thread = std::thread::Builder::new()
+        .name("medgate-proxy".into())
+        .spawn(move || {
+            let conf = ServerConf {
+                threads: options.threads.max(1),
+                grace_period_seconds: Some(options.grace_period_secs),
+                graceful_shutdown_timeout_seconds: Some(5),
+                ..ServerConf::default()
+            };
+            let mut server = Server::new_with_opt_and_conf(None, conf);
+            server.bootstrap();
+            let mut service = pingora::proxy::http_proxy_service_with_name(
+                &server.configuration,
+                gateway,
+                "medgate gateway",
+            );
+            service.add_tcp(&listen.to_string());
+            server.add_service(service);
+            server.add_service(background_service(
+                "usage sink",
+                SinkService(std::sync::Mutex::new(Some(sink))),
+            ));
+            server.add_service(background_service(
+                "snapshot watcher",
+                WatcherService {
+                    shared: thread_shared,
+                    source: options.source,
+                },
+            ));
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopWatch(thread_stop)),
+            });
+        })?;
+    Ok(ProxyHandle {
+        stop,
+        thread: Some(thread),
+        shared,
+        listen,
+    })
+}
+
+/// Resolves when Pingora signals shutdown.
+async fn shutdown_of(mut watch: ShutdownWatch) {
+    while !*watch.borrow() {
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+struct SinkService(std::sync::Mutex<Option<UsageSink>>);
+
+#[async_trait]
+impl BackgroundService for SinkService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let sink = self.0.lock().ok().and_then(|mut s| s.take());
+        if let Some(sink) = sink {
+            // Requests still in flight during the grace period keep emitting events; give the
+            // sink the grace period before its final drain.
+            let stop = Box::pin(async move {
+                shutdown_of(shutdown).await;
+            });
+            sink.run(stop).await;
+        }
+    }
+}
+
+struct WatcherService {
+    shared: Arc<Shared>,
+    source: ConfigSource,
+}
+
+#[async_trait]
+impl BackgroundService for WatcherService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let stop = Box::pin(shutdown_of(shutdown));
+        match &self.source {
+            ConfigSource::ControlPlane { addr, node_token } => {
+                crate::watcher::watch_control_plane(
+                    self.shared.clone(),
+                    format!("http://{addr}"),
+                    Some(node_token.clone()),
+                    stop,
+                )
+                .await;
+            }
+            ConfigSource::StaticFile(path) => {
+                crate::watcher::watch_file(self.shared.clone(), path.clone(), stop).await
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The configuration in force, swapped whole with `arc-swap` (DESIGN.md §3.1).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use medgate_config::{Snapshot, SnapshotError};
+
+use crate::catalog::Catalog;
+
+/// Shared by every request and the watcher.
+#[derive(Debug, Default)]
+pub struct Shared {
+    catalog: ArcSwapOption<Catalog>,
+    /// Where the last good snapshot is kept, to start from when the control plane is down.
+    persist_to: Option<PathBuf>,
+}
+
+impl Shared {
+    pub fn new(persist_to: Option<PathBuf>) -> Self {
+        Self {
+            catalog: ArcSwapOption::empty(),
+            persist_to,
+        }
+    }
+
+    /// The catalog in force, None before the first snapshot.
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.load_full()
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.catalog.load().as_ref().map(|c| c.version())
+    }
+
+    /// Validates, indexes and swaps in a snapshot; an invalid one leaves the current in force.
+    pub fn install(&self, snapshot: Snapshot) -> Result<(), SnapshotError> {
+        snapshot.validate()?;
+        let text = self
+            .persist_to
+            .as_ref()
+            .map(|_| serde_json::to_vec(&snapshot));
+        let version = snapshot.version;
+        self.catalog.store(Some(Arc::new(Catalog::new(snapshot))));
+        if let (Some(path), Some(Ok(text))) = (&self.persist_to, text) {
+            if let Err(e) = write_atomically(path, &text) {
+                tracing::warn!(error = %e, path = %path.display(), "last good snapshot could not be saved");
+            }
+        }
+        tracing::info!(version, "snapshot applied");
+        Ok(())
+    }
+
+    /// Starts from the snapshot saved by an earlier run, if any and valid.
+    pub fn load_persisted(&self) -> bool {
+        let Some(path) = &self.persist_to else {
+            return false;
+        };
+        let Ok(text) = std::fs::read(path) else {
+            return false;
+        };
+        match serde_json::from_slice::<Snapshot>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.validate().map_err(|e| e.to_string())?;
+                Ok(s)
+            }) {
+            Ok(snapshot) => {
+                let version = snapshot.version;
+                self.catalog.store(Some(Arc::new(Catalog::new(snapshot))));
+                tracing::info!(version, path = %path.display(), "started from the last good snapshot");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "saved snapshot ignored");
+                false
+            }
+        }
+    }
+}
+
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,137 @@
+//! Upstream endpoints: parsed once per snapshot into peers ready to dial.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use medgate_config::{ModelEntry, UpstreamEntry};
+use pingora::upstreams::peer::HttpPeer;
+
+/// One upstream endpoint of a model.
+#[derive(Debug, Clone)]
+pub struct UpstreamTarget {
+    pub peer: HttpPeer,
+    /// `Host` header value.
+    pub host: String,
+    /// Path prefix from the URL (e.g. `/v1`), without a trailing slash.
+    pub base_path: String,
+    pub authorization: Option<String>,
+    pub weight: u32,
+    /// For logs and metrics: scheme://host:port (never the key).
+    pub label: String,
+}
+
+impl UpstreamTarget {
+    /// None when the URL cannot be used (the snapshot validator already refuses bad schemes).
+    pub fn new(model: &ModelEntry, upstream: &UpstreamEntry) -> Option<Self> {
+        let (tls, rest) = if let Some(r) = upstream.url.strip_prefix("https://") {
+            (true, r)
+        } else {
+            (false, upstream.url.strip_prefix("http://")?)
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return None;
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        let host_name = host.trim_start_matches('[').trim_end_matches(']');
+        // Resolved once per snapshot; Pingora's own resolution would panic on a bad name.
+        let addr = match (host_name, port).to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => addr,
+            _ => {
+                tracing::warn!(model = %model.name, host = host_name, "upstream host does not resolve; endpoint skipped");
+                return None;
+            }
+        };
+        let mut peer = HttpPeer::new(addr, tls, host_name.to_owned());
+        peer.options.connection_timeout =
+            Some(Duration::from_millis(model.connect_timeout_ms.max(1)));
+        peer.options.total_connection_timeout =
+            Some(Duration::from_millis(model.connect_timeout_ms.max(1) * 2));
+        peer.options.read_timeout = Some(Duration::from_millis(model.read_timeout_ms.max(1)));
+        peer.options.write_timeout = Some(Duration::from_secs(60));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Some(Self {
+            peer,
+            host: authority.to_owned(),
+            base_path: path.to_owned(),
+            authorization: upstream.api_key.as_ref().map(|k| format!("Bearer {k}")),
+            weight: upstream.weight,
+            label: format!("{}://{authority}", if tls { "https" } else { "http" }),
+        })
+    }
+}
+
+/// Weighted choice: `roll` in `0..total_weight`.
+pub fn pick(targets: &[UpstreamTarget], roll: u32) -> Option<&UpstreamTarget> {
+    let mut left = roll;
+    for t in targets {
+        if left < t.weight {
+            return Some(t);
+        }
+        left -= t.weight;
+    }
+    targets.last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelEntry {
+        ModelEntry {
+            id: "m".into(),
+            name: "m".into(),
+            enabled: true,
+            provider: "openai_compatible".into(),
+            upstreams: vec![],
+            upstream_model: "m".into(),
+            connect_timeout_ms: 1000,
+            read_timeout_ms: 1000,
+            available_to_all_tenants: true,
+            parameters: Default::default(),
+        }
+    }
+
+    fn upstream(url: &str) -> UpstreamEntry {
+        UpstreamEntry {
+            url: url.into(),
+            weight: 1,
+            api_key: Some("sk".into()),
+        }
+    }
+
+    #[test]
+    fn urls_parse_into_peers() {
+        let t =
+            UpstreamTarget::new(&model(), &upstream("http://127.0.0.1:9000/v1/")).expect("parses");
+        assert_eq!(t.host, "127.0.0.1:9000");
+        assert_eq!(t.base_path, "/v1");
+        assert_eq!(t.authorization.as_deref(), Some("Bearer sk"));
+        let t = UpstreamTarget::new(&model(), &upstream("https://localhost")).expect("parses");
+        assert_eq!(t.base_path, "");
+        assert_eq!(t.label, "https://localhost");
+        assert!(UpstreamTarget::new(&model(), &upstream("ftp://x")).is_none());
+        assert!(
+            UpstreamTarget::new(&model(), &upstream("http://no-such-host.invalid:80")).is_none(),
+            "an unresolvable host is skipped, not a panic"
+        );
+    }
+
+    #[test]
+    fn weighted_pick_covers_every_target() {
+        let mut a = UpstreamTarget::new(&model(), &upstream("http://127.0.0.1:1")).expect("a");
+        let mut b = UpstreamTarget::new(&model(), &upstream("http://127.0.0.2:1")).expect("b");
+        a.weight = 3;
+        b.weight = 1;
+        let ts = vec![a, b];
+        assert_eq!(pick(&ts, 0).map(|t| t.host.as_str()), Some("127.0.0.1:1"));
+        assert_eq!(pick(&ts, 2).map(|t| t.host.as_str()), Some("127.0.0.1:1"));
+        assert_eq!(pick(&ts, 3).map(|t| t.host.as_str()), Some("127.0.0.2:1"));
+    }
+}
