@@ -35,11 +35,19 @@ pub struct ApiSettings {
     pub public_url: Option<String>,
 }
 
-/// The data-plane listener.
+/// The data plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySettings {
     pub listen: SocketAddr,
+    /// Worker threads of the proxy (Pingora service threads).
+    pub threads: usize,
+    /// Seconds in-flight requests get to finish when the proxy stops.
+    pub grace_period_secs: u64,
+    /// Control plane of a standalone `medgate proxy`, e.g. `http://10.0.0.5:8081`.
+    pub control_plane_url: Option<String>,
+    /// Token with role `node` for the control plane (minted from the HS256 secret if absent).
+    pub node_token: Option<String>,
 }
 
 /// How management tokens are signed and verified.
@@ -87,6 +95,10 @@ impl Default for ProxySettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: 2,
+            grace_period_secs: 10,
+            control_plane_url: None,
+            node_token: None,
         }
     }
 }
@@ -131,6 +143,9 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MEDGATE_API_LISTEN", "api.listen"),
     ("MEDGATE_API_PUBLIC_URL", "api.public_url"),
     ("MEDGATE_PROXY_LISTEN", "proxy.listen"),
+    ("MEDGATE_PROXY_THREADS", "proxy.threads"),
+    ("MEDGATE_CONTROL_PLANE_URL", "proxy.control_plane_url"),
+    ("MEDGATE_NODE_TOKEN", "proxy.node_token"),
     ("MEDGATE_MAX_BODY_BYTES", "api.max_body_bytes"),
     ("MEDGATE_JWT_ALGORITHM", "auth.jwt_algorithm"),
     ("MEDGATE_JWT_SECRET", "auth.jwt_secret"),
@@ -198,6 +213,15 @@ impl Settings {
         if let Some(v) = get("MEDGATE_PROXY_LISTEN") {
             self.proxy.listen = parse_env("MEDGATE_PROXY_LISTEN", &v)?;
         }
+        if let Some(v) = get("MEDGATE_PROXY_THREADS") {
+            self.proxy.threads = parse_env("MEDGATE_PROXY_THREADS", &v)?;
+        }
+        if let Some(v) = get("MEDGATE_CONTROL_PLANE_URL") {
+            self.proxy.control_plane_url = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_NODE_TOKEN") {
+            self.proxy.node_token = Some(v);
+        }
         if let Some(v) = get("MEDGATE_MAX_BODY_BYTES") {
             self.api.max_body_bytes = parse_env("MEDGATE_MAX_BODY_BYTES", &v)?;
         }
@@ -263,6 +287,16 @@ impl Settings {
                 return Err(SettingsError::Invalid(format!(
                     "auth.jwt_algorithm must be HS256, RS256 or ES256 (got {other:?})"
                 )))
+            }
+        }
+        if !(1..=64).contains(&self.proxy.threads) {
+            return Err(SettingsError::Invalid("proxy.threads must be between 1 and 64".into()));
+        }
+        if let Some(url) = &self.proxy.control_plane_url {
+            if !url.starts_with("http://") {
+                return Err(SettingsError::Invalid(
+                    "proxy.control_plane_url must be http://host:port (a trusted internal network)".into(),
+                ));
             }
         }
         if self.api.max_body_bytes < 1024 {
