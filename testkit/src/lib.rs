@@ -2,13 +2,16 @@
 //!
 //! [`Stack`] starts the control plane in-process on an ephemeral port, on a fresh SQLite
 //! file or a fresh PostgreSQL database, and gives role-scoped HTTP clients. Tests are written
-//! once and run on both backends with [`both_backends!`].
+//! once and run on both backends with [`both_backends!`]. [`MockUpstream`] is a mock
+//! OpenAI-compatible upstream (an echo model) for proxy tests, benchmarks and the demo mode.
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod mock_upstream;
 mod stack;
 
 pub use client::{Client, Reply};
+pub use mock_upstream::{Behavior, MockUpstream, RecordedRequest, MOCK_MODEL};
 pub use stack::{Backend, Stack, TEST_JWT_SECRET};
 
 /// Generates `sqlite::<name>` and `postgres::<name>` tests for each `async fn <name>(Stack)`.
