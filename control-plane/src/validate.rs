@@ -182,6 +182,54 @@ pub fn model_name(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
+/// An upstream base URL: `http(s)://host[:port][/path]`, without credentials, query or
+/// fragment (the URL is shown by the API; credentials belong in write-only fields).
+pub fn http_url(field: &str, value: &str) -> ApiResult<()> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Err(ApiError::invalid(
+            field,
+            "must start with http:// or https://",
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority_ok = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    let rest_ok = value.len() <= 2048
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '@'));
+    if authority_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a base URL like https://api.example.com/v1 (no credentials, query or fragment)",
+        ))
+    }
+}
+
+/// A plain identifier from another component (request ids, key ids): 1 to `max` letters,
+/// digits and `-_.:`, safe to store, log and filter on.
+pub fn plain_id(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    let ok = (1..=max).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must be 1 to {max} letters, digits or -_.:"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +253,14 @@ mod tests {
         assert!(currency("c", "XXX").is_err());
         assert!(text("n", " padded", 1, 10).is_err());
         assert!(text("n", "", 1, 10).is_err());
+        assert!(http_url("u", "https://api.example.com/v1").is_ok());
+        assert!(http_url("u", "http://127.0.0.1:8080").is_ok());
+        assert!(http_url("u", "ftp://x").is_err());
+        assert!(http_url("u", "https://").is_err());
+        assert!(http_url("u", "https://user:pw@host/v1").is_err());
+        assert!(http_url("u", "https://host/v1?key=abc").is_err());
+        assert!(plain_id("r", "req-01.a:b_c", 64).is_ok());
+        assert!(plain_id("r", "", 64).is_err());
+        assert!(plain_id("r", "a b", 64).is_err());
     }
 }

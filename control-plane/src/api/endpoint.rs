@@ -32,6 +32,8 @@ pub struct Endpoint {
     /// Content type of the success response when it is not JSON.
     pub response_content_type: Option<&'static str>,
     pub success: u16,
+    /// Request body limit of this endpoint when it differs from the API-wide one.
+    pub max_body: Option<usize>,
 }
 
 impl Endpoint {
@@ -56,6 +58,7 @@ impl Endpoint {
             response: None,
             response_content_type: None,
             success: 200,
+            max_body: None,
         }
     }
 
@@ -124,6 +127,12 @@ impl Endpoint {
     /// A non-JSON success body (CSV, HTML, JSON Lines).
     pub fn produces(mut self, content_type: &'static str) -> Self {
         self.response_content_type = Some(content_type);
+        self
+    }
+
+    /// Accepts bodies up to `bytes` (bulk endpoints such as usage ingest).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
         self
     }
 

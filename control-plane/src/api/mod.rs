@@ -74,7 +74,11 @@ impl ApiBuilder {
             (self.state.clone(), endpoint.clone()),
             guard::guard,
         );
-        let route = on(filter, handler).route_layer(guard);
+        let mut route = on(filter, handler).route_layer(guard);
+        if let Some(limit) = endpoint.max_body {
+            // Inside the API-wide limit layer, so this one is the limit in force.
+            route = route.layer(axum::extract::DefaultBodyLimit::max(limit));
+        }
         self.router = self.router.route(&endpoint.path, route);
         self.endpoints.push(endpoint);
         self

@@ -163,6 +163,120 @@ pub async fn count_refs(
     Ok(u64::try_from(n).unwrap_or_default())
 }
 
+/// Rows of a kind owned by one tenant, optionally in one status, oldest first.
+pub async fn by_tenant(
+    conn: &mut AnyConnection,
+    kind: &str,
+    tenant_id: &str,
+    status: Option<&str>,
+) -> Result<Vec<ResourceRow>, sqlx::Error> {
+    let rows = match status {
+        Some(status) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND tenant_id = $2 AND status = $3 \
+                 ORDER BY created_at, id"
+            ))
+            .bind(kind)
+            .bind(tenant_id)
+            .bind(status)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND tenant_id = $2 ORDER BY created_at, id"
+            ))
+            .bind(kind)
+            .bind(tenant_id)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// Rows of a kind with this name, optionally within one tenant (for name clashes that no
+/// unique index can express, such as aliases).
+pub async fn by_name(
+    conn: &mut AnyConnection,
+    kind: &str,
+    name: &str,
+    tenant_id: Option<&str>,
+) -> Result<Vec<ResourceRow>, sqlx::Error> {
+    let rows = match tenant_id {
+        Some(tenant_id) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND tenant_id = $2 AND name = $3"
+            ))
+            .bind(kind)
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM resources WHERE kind = $1 AND name = $2"
+            ))
+            .bind(kind)
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// Takes the write lock of one row for the rest of the transaction without changing it; false
+/// when the row does not exist.
+///
+/// Checks that count or compare rows (a key quota, alias uniqueness within a tenant) lock
+/// their owner first: on PostgreSQL a concurrent writer then waits here, and its next
+/// statement sees what the first one committed; SQLite serializes write transactions anyway.
+pub async fn lock(tx: &mut Tx, kind: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE resources SET revision = revision WHERE kind = $1 AND id = $2")
+        .bind(kind)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the write locks of every row of `kind` owned by `tenant_id` (see [`lock`]).
+pub async fn lock_by_tenant(tx: &mut Tx, kind: &str, tenant_id: &str) -> Result<u64, sqlx::Error> {
+    let done =
+        sqlx::query("UPDATE resources SET revision = revision WHERE kind = $1 AND tenant_id = $2")
+            .bind(kind)
+            .bind(tenant_id)
+            .execute(&mut **tx)
+            .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes every row of `kind` referencing `ref_id`; returns how many.
+pub async fn delete_refs(tx: &mut Tx, kind: &str, ref_id: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM resources WHERE kind = $1 AND ref_id = $2")
+        .bind(kind)
+        .bind(ref_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes every row of `kind` owned by `tenant_id`; returns how many.
+pub async fn delete_by_tenant(
+    tx: &mut Tx,
+    kind: &str,
+    tenant_id: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM resources WHERE kind = $1 AND tenant_id = $2")
+        .bind(kind)
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// All rows of a kind (for the snapshot compiler and small platform lists).
 pub async fn all(conn: &mut AnyConnection, kind: &str) -> Result<Vec<ResourceRow>, sqlx::Error> {
     let rows = sqlx::query(&format!(

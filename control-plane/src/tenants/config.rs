@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::extract::present;
 use crate::error::{ApiError, ApiResult};
 use crate::validate;
 
@@ -107,15 +108,6 @@ pub struct TenantConfigUpdate {
     pub access_log_retention_days: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     pub notification_email: Option<Option<String>>,
-}
-
-/// Distinguishes an absent field (None) from an explicit null (Some(None)).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl TenantConfigUpdate {

@@ -6,22 +6,19 @@
 //! get, update and delete endpoints with validation, tenant scoping, snapshot versioning and
 //! audit. Resources with richer behaviour (tenant lifecycle) reuse the typed operations below.
 
-use async_trait::async_trait;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::Json;
+mod crud;
+mod list;
+
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::api::pagination::{Page, PageQuery};
-use crate::api::{ApiBuilder, AuditTarget, Endpoint};
-use crate::auth::{Access, Principal};
+pub use crud::{crud_routes, Crud};
+pub use list::{list, ListQuery};
+
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
-use crate::store::{self, resources, ResourceFilter, ResourceRow, Store, Tx};
+use crate::store::{self, resources, ResourceRow, Store, Tx};
 
 /// Whether a resource belongs to the platform or to one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +205,45 @@ pub async fn load_by_unique<T: Resource>(store: &Store, key: &str) -> ApiResult<
         .transpose()
 }
 
+/// Loads by unique key inside a transaction.
+pub async fn load_by_unique_tx<T: Resource>(
+    tx: &mut Tx,
+    key: &str,
+) -> ApiResult<Option<Stored<T>>> {
+    resources::get_by_unique_key(tx, T::KIND, key)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+/// Every resource of a kind owned by one tenant (optionally in one status), inside a
+/// transaction, ready to be written back.
+pub async fn load_for_tenant_tx<T: Resource>(
+    tx: &mut Tx,
+    tenant_id: &str,
+    status: Option<&str>,
+) -> ApiResult<Vec<Stored<T>>> {
+    resources::by_tenant(tx, T::KIND, tenant_id, status)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// Every resource of a kind owned by one tenant, from the read pool.
+pub async fn load_for_tenant<T: Resource>(store: &Store, tenant_id: &str) -> ApiResult<Vec<T>> {
+    resources::by_tenant(
+        &mut *store.reader().acquire().await?,
+        T::KIND,
+        tenant_id,
+        None,
+    )
+    .await?
+    .into_iter()
+    .map(|row| from_row::<T>(row).map(|s| s.value))
+    .collect()
+}
+
 /// Every resource of a kind (for compilers and small lists).
 pub async fn load_all<T: Resource>(store: &Store) -> ApiResult<Vec<T>> {
     resources::all(&mut *store.reader().acquire().await?, T::KIND)
@@ -264,124 +300,26 @@ where
     ))
 }
 
-/// Query of every generic list endpoint.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    /// 1-based page number (default 1).
-    pub page: Option<u32>,
-    /// Items per page, 1 to 500 (default 50).
-    pub page_size: Option<u32>,
-    /// Only this tenant's resources (platform-wide callers).
-    pub tenant_id: Option<String>,
-    /// Only resources in this status.
-    pub status: Option<String>,
-    /// Case-insensitive substring of the name.
-    pub q: Option<String>,
-    /// Created at or after this RFC 3339 time.
-    pub created_after: Option<String>,
-    /// Created before this RFC 3339 time.
-    pub created_before: Option<String>,
-}
-
-impl ListQuery {
-    /// The store filter, with tenant scoping applied for tenant-scoped callers.
-    pub fn filter(&self, principal: &Principal, scope: Scope) -> ApiResult<ResourceFilter> {
-        let tenant_id = match (scope, principal.tenant_scope()) {
-            (scope, Some(own)) if scope.is_tenant_bound() => {
-                if self.tenant_id.as_deref().is_some_and(|t| t != own) {
-                    return Err(ApiError::not_found(
-                        "tenant",
-                        self.tenant_id.clone().unwrap_or_default(),
-                    ));
-                }
-                Some(own.to_owned())
-            }
-            _ => self.tenant_id.clone(),
-        };
-        let time = |field: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(|t| crate::api::parse_time(field, t))
-                .transpose()
-        };
-        Ok(ResourceFilter {
-            tenant_id,
-            status: self.status.clone(),
-            ref_id: None,
-            name_contains: self.q.clone(),
-            created_after: time("created_after", &self.created_after)?,
-            created_before: time("created_before", &self.created_before)?,
-        })
-    }
-
-    pub fn paging(&self) -> ApiResult<(u32, u32)> {
-        PageQuery {
-            page: self.page,
-            page_size: self.page_size,
+/// Runs `attempt` (one whole transaction) again when another writer changed a resource it
+/// read, like [`mutate`] does, for writes that touch more than one resource.
+pub async fn retrying<R, F, Fut>(label: &str, mut attempt: F) -> ApiResult<R>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<R>>,
+{
+    for _ in 0..5 {
+        match attempt().await {
+            Err(ApiError::Conflict {
+                code: "concurrent_modification",
+                ..
+            }) => continue,
+            other => return other,
         }
-        .resolve()
     }
-}
-
-/// One page of resources.
-pub async fn list<T: Resource>(
-    store: &Store,
-    filter: &ResourceFilter,
-    page: u32,
-    size: u32,
-) -> ApiResult<Page<T>> {
-    let (rows, total) = resources::list(
-        &mut *store.reader().acquire().await?,
-        T::KIND,
-        filter,
-        page,
-        size,
-    )
-    .await?;
-    let items = rows
-        .into_iter()
-        .map(|r| from_row::<T>(r).map(|s| s.value))
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Page {
-        items,
-        total,
-        page,
-        page_size: size,
-    })
-}
-
-/// Plain CRUD behaviour of a resource.
-#[async_trait]
-pub trait Crud: Resource {
-    /// Body of create; `deny_unknown_fields`.
-    type Create: DeserializeOwned + JsonSchema + Send + 'static;
-    /// Body of update; `deny_unknown_fields`.
-    type Update: DeserializeOwned + JsonSchema + Send + 'static;
-    /// What the API returns (`Self`, or a redacted form when the resource holds secrets).
-    type View: Serialize + JsonSchema + Send + 'static;
-    /// Collection path, e.g. `/api/tenant-plans`.
-    const PATH: &'static str;
-    /// OpenAPI tag and operation prefix, e.g. `tenant_plans`.
-    const TAG: &'static str;
-
-    /// Builds and validates a new resource.
-    fn build(id: String, input: Self::Create, principal: &Principal) -> ApiResult<Self>;
-
-    /// Applies and validates an update.
-    fn apply(&mut self, input: Self::Update) -> ApiResult<()>;
-
-    /// The API representation.
-    fn view(&self) -> Self::View;
-
-    /// Checks references to other resources inside the write transaction.
-    async fn check_references(&self, _tx: &mut Tx) -> ApiResult<()> {
-        Ok(())
-    }
-
-    /// Refuses deletion while something depends on the resource (409).
-    async fn check_delete(&self, _tx: &mut Tx) -> ApiResult<()> {
-        Ok(())
-    }
+    Err(ApiError::conflict(
+        "concurrent_modification",
+        format!("the {label} is being changed by others; retry"),
+    ))
 }
 
 /// The tenant a new tenant-scoped resource belongs to: the caller's own tenant, or the one a
@@ -397,130 +335,6 @@ pub fn owning_tenant(principal: &Principal, requested: Option<String>) -> ApiRes
             "is required for platform-wide callers",
         )),
     }
-}
-
-/// Registers list, create, get, update and delete for `T`.
-pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
-    let (read, write) = match T::SCOPE {
-        Scope::Platform => (Access::Read, Access::PlatformAdmin),
-        Scope::Tenant => (Access::Read, Access::TenantWrite),
-        Scope::TenantItself => (Access::Read, Access::PlatformAdmin),
-    };
-    let item = format!("{}/{{id}}", T::PATH);
-    let op = |verb: &str| format!("{}.{verb}", T::TAG);
-    api.add(
-        Endpoint::get(T::PATH, op("list"), format!("List {}s", T::LABEL))
-            .access(read)
-            .resource(T::KIND)
-            .query::<ListQuery>()
-            .response::<Page<T::View>>(),
-        list_handler::<T>,
-    )
-    .add(
-        Endpoint::post(T::PATH, op("create"), format!("Create a {}", T::LABEL))
-            .access(write)
-            .resource(T::KIND)
-            .request::<T::Create>()
-            .response::<T::View>()
-            .status(201),
-        create_handler::<T>,
-    )
-    .add(
-        Endpoint::get(&item, op("get"), format!("Get a {}", T::LABEL))
-            .access(read)
-            .resource(T::KIND)
-            .response::<T::View>(),
-        get_handler::<T>,
-    )
-    .add(
-        Endpoint::put(&item, op("update"), format!("Update a {}", T::LABEL))
-            .access(write)
-            .resource(T::KIND)
-            .request::<T::Update>()
-            .response::<T::View>(),
-        update_handler::<T>,
-    )
-    .add(
-        Endpoint::delete(&item, op("delete"), format!("Delete a {}", T::LABEL))
-            .access(write)
-            .resource(T::KIND),
-        delete_handler::<T>,
-    )
-}
-
-async fn list_handler<T: Crud>(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Page<T::View>>> {
-    let (page, size) = q.paging()?;
-    let filter = q.filter(&principal, T::SCOPE)?;
-    Ok(Json(
-        list::<T>(state.store(), &filter, page, size)
-            .await?
-            .map(|t| t.view()),
-    ))
-}
-
-async fn create_handler<T: Crud>(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiJson(input): ApiJson<T::Create>,
-) -> ApiResult<Response> {
-    let mut value = T::build(store::new_id(T::ID_PREFIX), input, &principal)?;
-    if T::SCOPE == Scope::Tenant {
-        let tenant = value.tenant_id().unwrap_or_default().to_owned();
-        principal.check_tenant(Some(&tenant), "tenant", &tenant)?;
-        crate::tenants::ensure_exists(state.store(), &tenant).await?;
-    }
-    let mut tx = state.store().begin().await?;
-    value.check_references(&mut tx).await?;
-    insert(&mut tx, &mut value).await?;
-    tx.commit().await?;
-    let target = AuditTarget::new(value.id(), value.tenant_id());
-    Ok(target.attach((StatusCode::CREATED, Json(value.view()))))
-}
-
-async fn get_handler<T: Crud>(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<T::View>> {
-    Ok(Json(
-        visible(&principal, load::<T>(state.store(), &id).await?, &id)?
-            .value
-            .view(),
-    ))
-}
-
-async fn update_handler<T: Crud>(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiPath(id): ApiPath<String>,
-    ApiJson(input): ApiJson<T::Update>,
-) -> ApiResult<Response> {
-    let mut tx = state.store().begin().await?;
-    let mut stored = visible(&principal, load_tx::<T>(&mut tx, &id).await?, &id)?;
-    stored.value.apply(input)?;
-    stored.value.check_references(&mut tx).await?;
-    replace(&mut tx, &mut stored).await?;
-    tx.commit().await?;
-    let target = AuditTarget::new(&id, stored.value.tenant_id());
-    Ok(target.attach(Json(stored.value.view())))
-}
-
-async fn delete_handler<T: Crud>(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
-    let mut tx = state.store().begin().await?;
-    let stored = visible(&principal, load_tx::<T>(&mut tx, &id).await?, &id)?;
-    stored.value.check_delete(&mut tx).await?;
-    remove(&mut tx, &stored).await?;
-    tx.commit().await?;
-    let target = AuditTarget::new(&id, stored.value.tenant_id());
-    Ok(target.attach(StatusCode::NO_CONTENT))
 }
 
 /// Implements the boilerplate accessors of [`Resource`] for a struct with `id`,
