@@ -10,10 +10,13 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 mod health;
+pub mod keys;
+pub mod models;
 pub mod resource;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod tenant_models;
 pub mod tenants;
 pub mod validate;
 

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     every_tenant_scoped_endpoint_hides_other_tenants,
-    lists_and_filters_never_leak
+    lists_and_filters_never_leak,
+    api_keys_of_other_tenants_are_not_found
 );
 
 async fn every_tenant_scoped_endpoint_hides_other_tenants(stack: Stack) {
@@ -125,4 +126,59 @@ async fn lists_and_filters_never_leak(stack: Stack) {
         .await
         .expect(200);
     assert!(!r.text.contains(&a_id), "export confined to own tenant");
+}
+
+async fn api_keys_of_other_tenants_are_not_found(stack: Stack) {
+    let a = stack.create_active_tenant("keys-a").await;
+    let b = stack.create_active_tenant("keys-b").await;
+    let a_id = a["id"].as_str().expect("id").to_owned();
+    let b_id = b["id"].as_str().expect("id").to_owned();
+    let a_admin = stack.as_role(Role::TenantAdmin, Some(&a_id));
+    let created = a_admin
+        .post("/api/api-keys", json!({ "name": "a-key" }))
+        .await
+        .expect(201);
+    let key_id = created.json["id"].as_str().expect("id").to_owned();
+
+    for role in [Role::TenantAdmin, Role::TenantViewer] {
+        let r = stack
+            .as_role(role, Some(&b_id))
+            .get(&format!("/api/api-keys/{key_id}"))
+            .await;
+        assert_eq!(r.status, 404, "read as {role:?}: {}", r.text);
+    }
+    let b_admin = stack.as_role(Role::TenantAdmin, Some(&b_id));
+    let r = b_admin
+        .put(&format!("/api/api-keys/{key_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(r.status, 404, "rotate: {}", r.text);
+    let r = b_admin.delete(&format!("/api/api-keys/{key_id}")).await;
+    assert_eq!(r.status, 404, "revoke: {}", r.text);
+    let r = b_admin
+        .post(
+            "/api/api-keys",
+            json!({ "name": "sneaky", "tenant_id": a_id }),
+        )
+        .await;
+    assert_eq!(r.status, 404, "create for A: {}", r.text);
+    // A viewer may not write at all: the same 403 for A's key as for no key.
+    let b_viewer = stack.as_role(Role::TenantViewer, Some(&b_id));
+    for id in [key_id.as_str(), "key_000000000000"] {
+        b_viewer
+            .put(&format!("/api/api-keys/{id}/rotate"), json!({}))
+            .await
+            .expect(403);
+        b_viewer
+            .delete(&format!("/api/api-keys/{id}"))
+            .await
+            .expect(403);
+    }
+    let r = a_admin
+        .get(&format!("/api/api-keys/{key_id}"))
+        .await
+        .expect(200);
+    assert_eq!(r.json["status"], "active", "A's key unchanged");
+    assert!(r.json["last_rotated_at"].is_null());
+    let r = a_admin.get("/api/api-keys").await.expect(200);
+    assert_eq!(r.json["total"], 1, "nothing created for A by B");
 }

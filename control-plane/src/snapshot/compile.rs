@@ -1,13 +1,21 @@
 //! Store -> snapshot.
+//!
+//! The snapshot is a function of the store state at its version only, never of the clock:
+//! two compilations of one version (on two control-plane replicas, say) carry the same hash.
+//! So expired keys and rotated-out secrets past their grace stay in it until the next write
+//! removes them; the data plane checks `expires_at` and `valid_until` itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use medgate_config::snapshot::{IsolationEntry, PlanQuotas};
-use medgate_config::{Snapshot, TenantEntry};
+use medgate_config::{GatewayEntry, Snapshot, TenantEntry};
 
 use crate::error::ApiResult;
+use crate::keys::{ApiKey, KeyStatus};
+use crate::models::Model;
 use crate::resource;
 use crate::store::Store;
+use crate::tenant_models::TenantModel;
 use crate::tenants::{IsolationPolicy, Tenant, TenantPlan};
 
 /// Compiles the store into a snapshot. Reads the version before and after and retries when a
@@ -27,44 +35,76 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
                 .into_iter()
                 .map(|p| (p.id.clone(), p))
                 .collect();
+        let models = resource::load_all::<Model>(store).await?;
+        let keys = resource::load_all::<ApiKey>(store).await?;
+        let configs = resource::load_all::<TenantModel>(store).await?;
         if store.config_version().await? != version {
             continue;
         }
-        let entries = tenants
-            .into_iter()
-            .map(|t| {
-                let plan = t.plan_id.as_ref().and_then(|id| plans.get(id));
-                let isolation = t
-                    .isolation_policy_id
-                    .as_ref()
-                    .and_then(|id| policies.get(id))
-                    .filter(|p| p.spec.enabled)
-                    .map(|p| IsolationEntry {
-                        policy_id: p.id.clone(),
-                        max_concurrent_requests: p.spec.compute.max_concurrent_requests,
-                        max_concurrent_per_model: p.spec.compute.max_concurrent_per_model.clone(),
-                        max_queue_depth: p.spec.compute.max_queue_depth,
-                        queue_timeout_ms: p.spec.compute.queue_timeout_ms,
-                        max_share_of_upstream_pct: p.spec.compute.max_share_of_upstream_pct,
-                        allowed_cidrs: p.spec.network.allowed_cidrs.clone(),
-                    });
-                TenantEntry {
-                    id: t.id,
-                    code: t.code,
-                    status: t.status,
-                    quotas: plan.map(|p| PlanQuotas {
-                        requests_per_minute: p.quotas.requests_per_minute,
-                        tokens_per_minute: p.quotas.tokens_per_minute,
-                        monthly_tokens: p.quotas.monthly_tokens,
-                        max_api_keys: p.quotas.max_api_keys,
-                    }),
-                    allowed_models: plan.map(|p| p.allowed_models.clone()).unwrap_or_default(),
-                    log_request_payloads: t.config.log_request_payloads,
-                    cors_allowed_origins: t.config.cors_allowed_origins,
-                    isolation,
-                }
-            })
+        let tenant_ids: HashSet<String> = tenants.iter().map(|t| t.id.clone()).collect();
+        let model_ids: HashSet<&str> = models.iter().map(|m| m.id.as_str()).collect();
+        // Only working keys, and only rows whose owners are in the snapshot: the data plane
+        // refuses a snapshot with an orphan key, so a stray row must not stop config updates.
+        let api_keys = keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active && tenant_ids.contains(&k.tenant_id))
+            .map(ApiKey::snapshot_entry)
             .collect();
-        return Ok(Snapshot::new(version, entries));
+        let tenant_models = configs
+            .iter()
+            .filter(|c| {
+                tenant_ids.contains(&c.tenant_id) && model_ids.contains(c.model_id.as_str())
+            })
+            .map(TenantModel::snapshot_entry)
+            .collect();
+        let tenants = tenants
+            .into_iter()
+            .map(|t| tenant_entry(t, &plans, &policies))
+            .collect();
+        return Ok(Snapshot::from_parts(
+            version,
+            tenants,
+            models.iter().map(Model::snapshot_entry).collect(),
+            api_keys,
+            tenant_models,
+            GatewayEntry::default(),
+        ));
+    }
+}
+
+fn tenant_entry(
+    t: Tenant,
+    plans: &HashMap<String, TenantPlan>,
+    policies: &HashMap<String, IsolationPolicy>,
+) -> TenantEntry {
+    let plan = t.plan_id.as_ref().and_then(|id| plans.get(id));
+    let isolation = t
+        .isolation_policy_id
+        .as_ref()
+        .and_then(|id| policies.get(id))
+        .filter(|p| p.spec.enabled)
+        .map(|p| IsolationEntry {
+            policy_id: p.id.clone(),
+            max_concurrent_requests: p.spec.compute.max_concurrent_requests,
+            max_concurrent_per_model: p.spec.compute.max_concurrent_per_model.clone(),
+            max_queue_depth: p.spec.compute.max_queue_depth,
+            queue_timeout_ms: p.spec.compute.queue_timeout_ms,
+            max_share_of_upstream_pct: p.spec.compute.max_share_of_upstream_pct,
+            allowed_cidrs: p.spec.network.allowed_cidrs.clone(),
+        });
+    TenantEntry {
+        id: t.id,
+        code: t.code,
+        status: t.status,
+        quotas: plan.map(|p| PlanQuotas {
+            requests_per_minute: p.quotas.requests_per_minute,
+            tokens_per_minute: p.quotas.tokens_per_minute,
+            monthly_tokens: p.quotas.monthly_tokens,
+            max_api_keys: p.quotas.max_api_keys,
+        }),
+        allowed_models: plan.map(|p| p.allowed_models.clone()).unwrap_or_default(),
+        log_request_payloads: t.config.log_request_payloads,
+        cors_allowed_origins: t.config.cors_allowed_origins,
+        isolation,
     }
 }

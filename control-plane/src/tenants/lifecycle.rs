@@ -5,6 +5,7 @@
 
 use medgate_config::TenantStatus;
 
+use super::Tenant;
 use crate::error::{ApiError, ApiResult};
 
 /// The lifecycle actions of the API.
@@ -39,6 +40,24 @@ impl Transition {
             }
         };
         Ok(to)
+    }
+
+    /// Moves `tenant` to the target state, stamping the time; returns the state it left.
+    pub fn apply(self, tenant: &mut Tenant) -> ApiResult<TenantStatus> {
+        let from = tenant.status;
+        let to = self.target(from)?;
+        let now = crate::store::now();
+        match to {
+            TenantStatus::Active => {
+                tenant.activated_at.get_or_insert(now);
+                tenant.suspended_at = None;
+            }
+            TenantStatus::Suspended => tenant.suspended_at = Some(now),
+            TenantStatus::Terminated => tenant.terminated_at = Some(now),
+            TenantStatus::Pending => {}
+        }
+        tenant.status = to;
+        Ok(from)
     }
 }
 

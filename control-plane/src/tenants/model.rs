@@ -9,7 +9,7 @@ use super::plans::TenantPlan;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::resource::{self, Crud, Resource, Scope};
-use crate::store::Tx;
+use crate::store::{resources, Tx};
 use crate::validate;
 
 /// A hospital or clinic using the platform.
@@ -231,6 +231,13 @@ impl Crud for Tenant {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// A deleted tenant takes its keys and model configs along; its usage history stays.
+    async fn on_delete(&self, tx: &mut Tx) -> ApiResult<()> {
+        resources::delete_by_tenant(tx, crate::keys::ApiKey::KIND, &self.id).await?;
+        resources::delete_by_tenant(tx, crate::tenant_models::TenantModel::KIND, &self.id).await?;
         Ok(())
     }
 

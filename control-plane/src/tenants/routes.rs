@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
+use medgate_config::TenantStatus;
 use serde::{Deserialize, Serialize};
 
 use super::config::{TenantConfigUpdate, TenantConfigView};
@@ -13,8 +14,10 @@ use crate::api::extract::{ApiJson, ApiPath};
 use crate::api::{ApiBuilder, AuditTarget, Endpoint};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult};
-use crate::resource::{self, crud_routes};
+use crate::keys;
+use crate::resource::{self, crud_routes, Resource};
 use crate::state::AppState;
+use crate::store::resources;
 use crate::validate;
 
 /// Body of `POST /api/tenants/{id}/change-plan`.
@@ -133,31 +136,49 @@ async fn transition(
     ApiPath(id): ApiPath<String>,
     t: Transition,
 ) -> ApiResult<Response> {
-    let mut from = None;
-    let tenant = resource::mutate::<Tenant, _>(state.store(), &principal, &id, |tenant| {
-        let to = t.target(tenant.status)?;
-        from = Some(tenant.status);
-        let now = crate::store::now();
-        match to {
-            medgate_config::TenantStatus::Active => {
-                tenant.activated_at.get_or_insert(now);
-                tenant.suspended_at = None;
-            }
-            medgate_config::TenantStatus::Suspended => tenant.suspended_at = Some(now),
-            medgate_config::TenantStatus::Terminated => tenant.terminated_at = Some(now),
-            medgate_config::TenantStatus::Pending => {}
-        }
-        tenant.status = to;
-        Ok(())
+    let (from, tenant, revoked_keys) = resource::retrying(Tenant::LABEL, || {
+        apply_transition(&state, &principal, &id, t)
     })
     .await?;
-    let details = serde_json::json!({
-        "from": from.map(|s| s.as_str()),
+    let mut details = serde_json::json!({
+        "from": from.as_str(),
         "to": tenant.status.as_str(),
     });
+    if t == Transition::Terminate {
+        details["revoked_api_keys"] = revoked_keys.into();
+    }
     Ok(AuditTarget::new(&id, Some(&id))
         .with_details(details)
         .attach(Json(tenant)))
+}
+
+/// One attempt at a transition. Termination revokes every API key of the tenant in the same
+/// transaction, so no snapshot ever shows a terminated tenant with a working key. It locks the
+/// tenant (no key is created meanwhile) and its keys before anything bumps the version.
+async fn apply_transition(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    t: Transition,
+) -> ApiResult<(TenantStatus, Tenant, u64)> {
+    let mut tx = state.store().begin().await?;
+    if t == Transition::Terminate && resources::lock(&mut tx, Tenant::KIND, id).await? {
+        keys::lock_all(&mut tx, id).await?;
+    }
+    let mut stored = resource::visible(
+        principal,
+        resource::load_tx::<Tenant>(&mut tx, id).await?,
+        id,
+    )?;
+    let from = t.apply(&mut stored.value)?;
+    resource::replace(&mut tx, &mut stored).await?;
+    let revoked = if stored.value.status == TenantStatus::Terminated {
+        keys::revoke_all(&mut tx, id).await?
+    } else {
+        0
+    };
+    tx.commit().await?;
+    Ok((from, stored.value, revoked))
 }
 
 async fn change_plan(
@@ -185,7 +206,7 @@ async fn change_plan(
         ));
     }
     let tenant = &mut stored.value;
-    if tenant.status == medgate_config::TenantStatus::Terminated {
+    if tenant.status == TenantStatus::Terminated {
         return Err(ApiError::conflict(
             "tenant_terminated",
             "a terminated tenant cannot change plan",
@@ -235,7 +256,7 @@ async fn update_config(
     ApiJson(update): ApiJson<TenantConfigUpdate>,
 ) -> ApiResult<Response> {
     let tenant = resource::mutate::<Tenant, _>(state.store(), &principal, &id, |tenant| {
-        if tenant.status == medgate_config::TenantStatus::Terminated {
+        if tenant.status == TenantStatus::Terminated {
             return Err(ApiError::conflict(
                 "tenant_terminated",
                 "a terminated tenant cannot be changed",
@@ -302,7 +323,7 @@ async fn set_isolation(
         ),
         None => None,
     };
-    if stored.value.status == medgate_config::TenantStatus::Terminated {
+    if stored.value.status == TenantStatus::Terminated {
         return Err(ApiError::conflict(
             "tenant_terminated",
             "a terminated tenant cannot be changed",
