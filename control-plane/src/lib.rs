@@ -10,6 +10,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 mod health;
+pub mod inference;
 pub mod keys;
 pub mod models;
 pub mod resource;

@@ -4,7 +4,8 @@ use medgate_testkit::{both_backends, Stack};
 
 both_backends!(openapi_lists_every_built_seed_endpoint);
 
-/// API §1 and the audit part of §7.3, in the seed's syntax.
+/// API §1, §3.1-§3.3, the history part of §3.4 and the audit part of §7.3, in the seed's
+/// syntax.
 const SEED: &[(&str, &str)] = &[
     ("get", "/api/tenants"),
     ("post", "/api/tenants"),
@@ -26,6 +27,24 @@ const SEED: &[(&str, &str)] = &[
     ("put", "/api/isolation-policies/{id}"),
     ("get", "/api/tenants/{id}/isolation"),
     ("put", "/api/tenants/{id}/isolation"),
+    ("get", "/api/models"),
+    ("post", "/api/models"),
+    ("get", "/api/models/{id}"),
+    ("put", "/api/models/{id}"),
+    ("delete", "/api/models/{id}"),
+    ("post", "/api/models/{id}/toggle"),
+    ("get", "/api/api-keys"),
+    ("post", "/api/api-keys"),
+    ("delete", "/api/api-keys/{id}"),
+    ("put", "/api/api-keys/{id}/rotate"),
+    ("get", "/api/tenants/{tenantId}/api-keys"),
+    ("get", "/api/models/{id}/parameters"),
+    ("put", "/api/models/{id}/parameters"),
+    ("get", "/api/tenants/{tenantId}/models"),
+    ("post", "/api/tenants/{tenantId}/models/{modelId}"),
+    ("get", "/api/tenants/{tenantId}/models/{modelId}"),
+    ("get", "/api/inference/history"),
+    ("get", "/api/inference/history/{tenantId}"),
     ("get", "/api/audit-logs"),
     ("get", "/api/audit-logs/{tenantId}"),
     ("post", "/api/audit-logs/export"),
@@ -55,6 +74,12 @@ async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {
         "IsolationPolicy",
         "ErrorEnvelope",
         "AuditEntry",
+        "ModelView",
+        "ApiKeyView",
+        "ApiKeyIssued",
+        "TenantModelView",
+        "InferenceRecord",
+        "UsageBatch",
     ] {
         assert!(
             doc["components"]["schemas"][name].is_object(),
