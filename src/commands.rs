@@ -13,11 +13,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args, true).await,
         Command::ControlPlane(args) => serve(args, false).await,
-        Command::Proxy(args) => {
-            load(&args.common, None, None)?;
-            eprintln!("medgate proxy: {}", medgate_proxy::NOT_AVAILABLE);
-            Ok(ExitCode::from(2))
-        }
+        Command::Proxy(args) => crate::proxy::run_standalone(args).await,
         Command::Migrate(common) => {
             let settings = load(&common, None, None)?;
             ensure_data_dir(&settings)?;
@@ -126,23 +122,46 @@ async fn serve(args: ServeArgs, with_proxy: bool) -> anyhow::Result<ExitCode> {
         database = %medgate_config::settings::redact_url(&settings.effective_database_url()),
         "control plane listening"
     );
-    if with_proxy && !medgate_proxy::AVAILABLE {
-        tracing::warn!("{}", medgate_proxy::NOT_AVAILABLE);
-    }
-    if args.demo {
-        let creds = medgate_control_plane::demo::seed(&state, Duration::from_secs(7 * 24 * 3600))
-            .await
-            .map_err(|e| anyhow::anyhow!("seeding the demo: {e}"))?;
+    let demo = if args.demo {
+        Some(crate::demo::prepare(&state, &settings).await?)
+    } else {
+        None
+    };
+    let proxy = if with_proxy {
+        let token = match &settings.proxy.node_token {
+            Some(t) => t.clone(),
+            None => state.keys().issue(
+                "proxy-node",
+                medgate_control_plane::Role::Node,
+                None,
+                Duration::from_secs(10 * 365 * 24 * 3600),
+            )?,
+        };
+        let handle = crate::proxy::start_attached(&settings, api_addr, token)?;
+        tracing::info!(proxy = %handle.listen, "proxy listening");
+        Some(handle)
+    } else {
+        None
+    };
+    if let Some(demo) = &demo {
         let path = settings.data_dir.join("demo-credentials.json");
-        secrets::write_private(&path, &serde_json::to_string_pretty(&creds)?)?;
-        print_try_this(&creds, &path);
+        secrets::write_private(&path, &serde_json::to_string_pretty(&demo.credentials)?)?;
+        print_try_this(&demo.credentials, &path, proxy.is_some());
     }
-    medgate_control_plane::serve(state, listener, shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(proxy) = proxy {
+            // The proxy drains first: its last usage events still reach this control plane.
+            let _ = tokio::task::spawn_blocking(move || proxy.stop()).await;
+        }
+    };
+    medgate_control_plane::serve(state, listener, shutdown).await?;
+    drop(demo);
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_try_this(creds: &medgate_control_plane::demo::DemoCredentials, path: &std::path::Path) {
+fn print_try_this(creds: &crate::demo::Credentials, path: &std::path::Path, with_proxy: bool) {
     let api = &creds.api_url;
     println!();
     println!("medgate demo is up. Credentials: {}", path.display());
@@ -158,11 +177,21 @@ fn print_try_this(creds: &medgate_control_plane::demo::DemoCredentials, path: &s
         creds.tenant_id
     );
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" {api}/api/audit-logs");
+    if let (true, Some(proxy), Some(model)) = (with_proxy, &creds.proxy_url, &creds.model) {
+        println!("Send inference through the gateway (OpenAI-compatible):");
+        println!(
+            "  KEY=$(python3 -c 'import json;print(json.load(open(\"{}\"))[\"api_key\"])')",
+            path.display()
+        );
+        println!(
+            "  curl -s {proxy}/v1/chat/completions -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
+        );
+    }
     println!();
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -3,6 +3,8 @@
 
 mod cli;
 mod commands;
+mod demo;
+mod proxy;
 mod secrets;
 
 use clap::Parser;

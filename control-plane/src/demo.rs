@@ -102,3 +102,71 @@ pub async fn seed(state: &AppState, token_ttl: Duration) -> ApiResult<DemoCreden
         api_url,
     })
 }
+
+/// The demo model's name (the built-in mock upstream echoes what it is sent).
+pub const DEMO_MODEL: &str = "mock-echo";
+
+/// Points the demo model at `upstream_url` (the mock started by this process, whose port
+/// changes at every start) and issues a fresh API key for the demo tenant, revoking the demo
+/// keys of earlier starts. Returns the key's plaintext.
+pub async fn seed_inference(
+    state: &AppState,
+    tenant_id: &str,
+    upstream_url: &str,
+) -> ApiResult<String> {
+    use crate::keys::{ApiKey, ApiKeyCreate, KeyStatus};
+    use crate::models::{Model, ModelInput, UpstreamInput};
+
+    let store = state.store();
+    let input = ModelInput {
+        name: DEMO_MODEL.into(),
+        display_name: Some("Mock echo model (demo)".into()),
+        provider: Default::default(),
+        upstreams: vec![UpstreamInput {
+            url: upstream_url.into(),
+            weight: Some(1),
+            api_key: Some(None),
+        }],
+        upstream_model: None,
+        connect_timeout_ms: Some(2_000),
+        read_timeout_ms: Some(60_000),
+        pricing: Default::default(),
+        enabled: Some(true),
+        available_to_all_tenants: Some(true),
+        parameters: None,
+    };
+    let mut tx = store.begin().await?;
+    match resource::load_by_unique_tx::<Model>(&mut tx, DEMO_MODEL).await? {
+        Some(mut stored) => {
+            stored.value = input.into_model(stored.value.id.clone(), Some(&stored.value))?;
+            resource::replace(&mut tx, &mut stored).await?;
+        }
+        None => {
+            let mut model = input.into_model(crate::store::new_id("mdl"), None)?;
+            resource::insert(&mut tx, &mut model).await?;
+        }
+    }
+    crate::keys::lock_all(&mut tx, tenant_id).await?;
+    for mut old in
+        resource::load_for_tenant_tx::<ApiKey>(&mut tx, tenant_id, Some(KeyStatus::Active.as_str()))
+            .await?
+    {
+        if old.value.name == "demo" {
+            old.value.revoke()?;
+            resource::replace(&mut tx, &mut old).await?;
+        }
+    }
+    let (mut key, plaintext) = ApiKey::issue(
+        tenant_id.to_owned(),
+        ApiKeyCreate {
+            tenant_id: None,
+            name: "demo".into(),
+            expires_at: None,
+            allowed_models: vec![],
+        },
+        None,
+    );
+    resource::insert(&mut tx, &mut key).await?;
+    tx.commit().await?;
+    Ok(plaintext)
+}

@@ -1,0 +1,389 @@
+//! Control plane and proxy together, as `medgate serve` runs them: configuration changes reach
+//! the data plane within about a second, a snapshot swap under load fails no request, and a
+//! control-plane outage neither stops traffic nor loses (or doubles) a usage event.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use medgate_config::Settings;
+use medgate_control_plane::{AppState, Role};
+use medgate_proxy::{ConfigSource, ProxyHandle, ProxyOptions};
+use medgate_testkit::{MockUpstream, TEST_JWT_SECRET};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+struct ControlPlane {
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlPlane {
+    async fn start(settings: &Settings, addr: SocketAddr) -> ControlPlane {
+        let state = medgate_control_plane::open(settings, Some(TEST_JWT_SECRET))
+            .await
+            .expect("opens");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let (tx, rx) = oneshot::channel::<()>();
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = medgate_control_plane::serve(serve_state, listener, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        ControlPlane {
+            state,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn kill(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+        self.state.store().close().await;
+    }
+}
+
+struct World {
+    settings: Settings,
+    api: SocketAddr,
+    api_url: String,
+    proxy_url: String,
+    cp: Option<ControlPlane>,
+    proxy: Option<ProxyHandle>,
+    _upstream: MockUpstream,
+    _dir: tempfile::TempDir,
+    admin: String,
+    key: String,
+    key_id: String,
+    tenant: String,
+    model_id: String,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(p) = self.proxy.take() {
+            p.stop();
+        }
+    }
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("sent");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = MockUpstream::start().await;
+    let mut settings = Settings {
+        data_dir: dir.path().to_owned(),
+        ..Settings::default()
+    };
+    settings.auth.jwt_secret = Some(TEST_JWT_SECRET.into());
+    let api = free_addr();
+    let cp = ControlPlane::start(&settings, api).await;
+    let api_url = format!("http://{api}");
+    let admin = cp
+        .state
+        .keys()
+        .issue("admin", Role::PlatformAdmin, None, Duration::from_secs(600))
+        .expect("token");
+    let post = |path: &str, body: Value| {
+        let (url, admin) = (format!("{api_url}{path}"), admin.clone());
+        async move { call(reqwest::Method::POST, &url, &admin, Some(body)).await }
+    };
+    let (s, t) = post(
+        "/api/tenants",
+        json!({ "name": "Clinic", "code": "clinic" }),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    let tenant = t["id"].as_str().expect("id").to_owned();
+    let (s, _) = post(&format!("/api/tenants/{tenant}/activate"), Value::Null).await;
+    assert_eq!(s, 200);
+    let (s, m) = post(
+        "/api/models",
+        json!({ "name": "echo", "upstreams": [{ "url": upstream.base_url() }] }),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    let model_id = m["id"].as_str().expect("id").to_owned();
+    let (s, k) = post(
+        "/api/api-keys",
+        json!({ "tenant_id": tenant, "name": "app" }),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    let key = k["key"].as_str().expect("plaintext").to_owned();
+    let key_id = k["id"].as_str().expect("id").to_owned();
+
+    let node = cp
+        .state
+        .keys()
+        .issue("node", Role::Node, None, Duration::from_secs(600))
+        .expect("token");
+    let proxy_addr = free_addr();
+    let proxy = medgate_proxy::start(ProxyOptions {
+        listen: proxy_addr,
+        data_dir: dir.path().to_owned(),
+        source: ConfigSource::ControlPlane {
+            addr: api,
+            node_token: node,
+        },
+        threads: 2,
+        grace_period_secs: 1,
+    })
+    .expect("proxy");
+    let proxy_url = format!("http://{proxy_addr}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{proxy_url}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "proxy not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    World {
+        settings,
+        api,
+        api_url,
+        proxy_url,
+        cp: Some(cp),
+        proxy: Some(proxy),
+        _upstream: upstream,
+        _dir: dir,
+        admin,
+        key,
+        key_id,
+        tenant,
+        model_id,
+    }
+}
+
+async fn infer(w: &World) -> (u16, Value) {
+    call(
+        reqwest::Method::POST,
+        &format!("{}/v1/chat/completions", w.proxy_url),
+        &w.key,
+        Some(json!({ "model": "echo", "messages": [{ "role": "user", "content": "ping" }] })),
+    )
+    .await
+}
+
+/// Time from the management call's answer until the proxy refuses with `code`.
+async fn time_until_refused(w: &World, code: &str) -> Duration {
+    let since = Instant::now();
+    loop {
+        let (status, body) = infer(w).await;
+        if status >= 400 {
+            assert_eq!(body["error"]["code"], code, "{body}");
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "change never reached the proxy"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn config_changes_reach_the_proxy_within_a_second() {
+    let w = world().await;
+    assert_eq!(infer(&w).await.0, 200);
+    let admin = |m, path: String, body| {
+        let url = format!("{}{path}", w.api_url);
+        let token = w.admin.clone();
+        async move { call(m, &url, &token, body).await }
+    };
+
+    let (s, _) = admin(
+        reqwest::Method::POST,
+        format!("/api/models/{}/toggle", w.model_id),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let model_off = time_until_refused(&w, "model_disabled").await;
+    admin(
+        reqwest::Method::POST,
+        format!("/api/models/{}/toggle", w.model_id),
+        None,
+    )
+    .await;
+    while infer(&w).await.0 != 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (s, _) = admin(
+        reqwest::Method::POST,
+        format!("/api/tenants/{}/suspend", w.tenant),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let suspended = time_until_refused(&w, "tenant_suspended").await;
+    admin(
+        reqwest::Method::POST,
+        format!("/api/tenants/{}/activate", w.tenant),
+        None,
+    )
+    .await;
+    while infer(&w).await.0 != 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let (s, _) = admin(
+        reqwest::Method::DELETE,
+        format!("/api/api-keys/{}", w.key_id),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let revoked = time_until_refused(&w, "invalid_api_key").await;
+
+    eprintln!("propagation: model disabled {model_off:?}, tenant suspended {suspended:?}, key revoked {revoked:?}");
+    // The design budget is 1 s; allow slack for a loaded CI machine, the figure is printed.
+    for d in [model_off, suspended, revoked] {
+        assert!(d < Duration::from_secs(2), "{d:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_requests_across_snapshot_swaps_never_fail() {
+    let w = world().await;
+    let swaps = {
+        let url = w.api_url.clone();
+        let admin = w.admin.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            for i in 0..40 {
+                let (s, _) = call(
+                    reqwest::Method::POST,
+                    &format!("{url}/api/tenants"),
+                    &admin,
+                    Some(json!({ "name": format!("Other {i}"), "code": format!("other-{i}") })),
+                )
+                .await;
+                assert_eq!(s, 201);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            n
+        })
+    };
+    let client = reqwest::Client::new();
+    let body = json!({ "model": "echo", "messages": [{ "role": "user", "content": "ping" }] });
+    let mut failures = 0;
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..64 {
+        let (client, url, key, body) = (
+            client.clone(),
+            w.proxy_url.clone(),
+            w.key.clone(),
+            body.clone(),
+        );
+        tasks.spawn(async move {
+            let mut failed = 0;
+            for _ in 0..(10_000 / 64 + usize::from(worker < 10_000 % 64)) {
+                let r = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await;
+                if !r.is_ok_and(|r| r.status().is_success()) {
+                    failed += 1;
+                }
+            }
+            failed
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        failures += r.expect("task");
+    }
+    let swapped = swaps.await.expect("swaps");
+    assert_eq!(swapped, 40);
+    assert_eq!(failures, 0, "no request fails because of a swap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn control_plane_outage_keeps_traffic_and_loses_no_usage() {
+    let mut w = world().await;
+    for _ in 0..5 {
+        assert_eq!(infer(&w).await.0, 200);
+    }
+    w.cp.take().expect("cp").kill().await;
+    for _ in 0..20 {
+        assert_eq!(
+            infer(&w).await.0,
+            200,
+            "the proxy serves from its last snapshot"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let spool =
+        std::fs::read_to_string(w.settings.data_dir.join("usage-spool.jsonl")).unwrap_or_default();
+    assert!(
+        spool.lines().count() >= 20,
+        "usage spooled while the control plane is down"
+    );
+
+    w.cp = Some(ControlPlane::start(&w.settings, w.api).await);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, page) = call(
+            reqwest::Method::GET,
+            &format!("{}/api/inference/history?page_size=100", w.api_url),
+            &w.admin,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let total = page["total"].as_u64().expect("total");
+        if total == 25 {
+            break;
+        }
+        assert!(total < 25, "an event was counted twice: {total}");
+        assert!(
+            Instant::now() < deadline,
+            "spooled events not delivered: {total} of 25"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Replays stay idempotent: give the sink another round, the count does not move.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, page) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/inference/history", w.api_url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(page["total"], 25);
+}
