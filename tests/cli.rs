@@ -107,7 +107,8 @@ async fn demo_lists_the_demo_tenant_and_stops_gracefully_on_sigterm() {
         .status()
         .expect("kill")
         .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The proxy gives in-flight requests proxy.grace_period_secs (5 s) before it stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = server.0.try_wait().expect("wait") {
             assert!(status.success(), "exits 0 after SIGTERM, got {status:?}");

@@ -96,7 +96,7 @@ impl Default for ProxySettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             threads: 2,
-            grace_period_secs: 10,
+            grace_period_secs: 5,
             control_plane_url: None,
             node_token: None,
         }
@@ -290,12 +290,15 @@ impl Settings {
             }
         }
         if !(1..=64).contains(&self.proxy.threads) {
-            return Err(SettingsError::Invalid("proxy.threads must be between 1 and 64".into()));
+            return Err(SettingsError::Invalid(
+                "proxy.threads must be between 1 and 64".into(),
+            ));
         }
         if let Some(url) = &self.proxy.control_plane_url {
             if !url.starts_with("http://") {
                 return Err(SettingsError::Invalid(
-                    "proxy.control_plane_url must be http://host:port (a trusted internal network)".into(),
+                    "proxy.control_plane_url must be http://host:port (a trusted internal network)"
+                        .into(),
                 ));
             }
         }

@@ -139,9 +139,13 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
             );
             service.add_tcp(&listen.to_string());
             server.add_service(service);
+            let grace = Duration::from_secs(options.grace_period_secs.saturating_sub(1));
             server.add_service(background_service(
                 "usage sink",
-                SinkService(std::sync::Mutex::new(Some(sink))),
+                SinkService {
+                    sink: std::sync::Mutex::new(Some(sink)),
+                    grace,
+                },
             ));
             server.add_service(background_service(
                 "snapshot watcher",
@@ -171,17 +175,22 @@ async fn shutdown_of(mut watch: ShutdownWatch) {
     }
 }
 
-struct SinkService(std::sync::Mutex<Option<UsageSink>>);
+struct SinkService {
+    sink: std::sync::Mutex<Option<UsageSink>>,
+    grace: Duration,
+}
 
 #[async_trait]
 impl BackgroundService for SinkService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let sink = self.0.lock().ok().and_then(|mut s| s.take());
+        let sink = self.sink.lock().ok().and_then(|mut s| s.take());
         if let Some(sink) = sink {
-            // Requests still in flight during the grace period keep emitting events; give the
-            // sink the grace period before its final drain.
+            // Requests still in flight during the grace period keep emitting events: keep
+            // delivering until it ends, then drain. (Anything later is spooled, not lost.)
+            let grace = self.grace;
             let stop = Box::pin(async move {
                 shutdown_of(shutdown).await;
+                tokio::time::sleep(grace).await;
             });
             sink.run(stop).await;
         }

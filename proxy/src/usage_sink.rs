@@ -103,6 +103,11 @@ impl UsageSink {
 
     async fn deliver(&self, events: Vec<UsageEvent>) {
         if let Err(e) = self.post(&events).await {
+            if let Delivery::Refused = e {
+                self.isolate_refused(events).await;
+                return;
+            }
+            let Delivery::Failed(e) = e else { return };
             tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling usage events");
             if let Err(e) = append_spool(&self.config.spool_path, &events) {
                 tracing::error!(error = %e, "usage events could not be spooled");
@@ -110,12 +115,12 @@ impl UsageSink {
         }
     }
 
-    async fn post(&self, events: &[UsageEvent]) -> Result<(), String> {
+    async fn post(&self, events: &[UsageEvent]) -> Result<(), Delivery> {
         let base = self
             .config
             .control_plane_url
             .as_deref()
-            .ok_or("no control plane configured")?;
+            .ok_or_else(|| Delivery::Failed("no control plane configured".into()))?;
         for chunk in events.chunks(5_000) {
             let mut request =
                 self.http
@@ -126,12 +131,45 @@ impl UsageSink {
             if let Some(token) = &self.config.node_token {
                 request = request.bearer_auth(token);
             }
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("control plane answered {}", response.status()));
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Delivery::Failed(e.to_string()))?;
+            let status = response.status();
+            if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+                || status == reqwest::StatusCode::BAD_REQUEST
+            {
+                return Err(Delivery::Refused);
+            }
+            if !status.is_success() {
+                return Err(Delivery::Failed(format!("control plane answered {status}")));
             }
         }
         Ok(())
+    }
+
+    /// A batch the control plane refuses as invalid would be retried for ever: send its events
+    /// one by one and set aside (in `<spool>.rejected.jsonl`) only the ones refused on their own.
+    async fn isolate_refused(&self, events: Vec<UsageEvent>) {
+        let rejected_path = self.config.spool_path.with_extension("rejected.jsonl");
+        for event in events {
+            match self.post(std::slice::from_ref(&event)).await {
+                Ok(()) => {}
+                Err(Delivery::Refused) => {
+                    tracing::error!(request_id = %event.request_id, "usage event refused by the control plane; set aside");
+                    if let Err(e) = append_spool(&rejected_path, std::slice::from_ref(&event)) {
+                        tracing::error!(error = %e, "refused usage event could not be set aside");
+                    }
+                }
+                Err(Delivery::Failed(_)) => {
+                    if let Err(e) =
+                        append_spool(&self.config.spool_path, std::slice::from_ref(&event))
+                    {
+                        tracing::error!(error = %e, "usage event could not be spooled");
+                    }
+                }
+            }
+        }
     }
 
     /// Sends the spool's events; the file is removed only after they are all accepted.
@@ -167,9 +205,23 @@ impl UsageSink {
                 }
                 tracing::info!(events = events.len(), "spooled usage events delivered");
             }
-            Err(e) => tracing::debug!(error = %e, "spool replay deferred"),
+            Err(Delivery::Refused) => {
+                // Move the spool aside and sort its events out one by one.
+                let _ = tokio::fs::remove_file(path).await;
+                self.isolate_refused(events).await;
+            }
+            Err(Delivery::Failed(e)) => tracing::debug!(error = %e, "spool replay deferred"),
         }
     }
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug)]
+enum Delivery {
+    /// Network error or server fault: retry later.
+    Failed(String),
+    /// The control plane refused the batch as invalid (400/422).
+    Refused,
 }
 
 /// Appends events as JSON lines and syncs the file.
