@@ -4,12 +4,18 @@
 //!   shared by `medgate serve`, `medgate control-plane` and `medgate proxy`.
 //! * [`snapshot`]: the compiled, versioned, immutable value the control plane hands to the data
 //!   plane (DESIGN.md §3.1). The proxy validates a snapshot whole before swapping it in.
+//! * [`usage`], [`access_log`], [`node`]: what the data plane reports back (usage events,
+//!   access-log entries, heartbeats).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
+pub mod node;
 pub mod settings;
 pub mod snapshot;
 pub mod usage;
 
+pub use access_log::{AccessLogBatch, AccessLogEntry};
+pub use node::{Heartbeat, HeartbeatAck};
 pub use settings::{Settings, SettingsError};
 pub use snapshot::{
     ApiKeyEntry, GatewayEntry, KeySecret, ModelEntry, OnViolation, ParameterRule, Snapshot,

@@ -199,7 +199,10 @@ pub struct TenantModelEntry {
     pub parameters: BTreeMap<String, ParameterRule>,
 }
 
-/// Gateway-wide settings of the data plane.
+/// Gateway-wide settings of the data plane (`GET/PUT /api/gateway/config`).
+///
+/// Listener addresses and thread counts are process settings (`proxy.*`), not part of the
+/// snapshot: a running Pingora server cannot rebind, so changing them needs a restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayEntry {
@@ -207,13 +210,65 @@ pub struct GatewayEntry {
     pub max_body_bytes: u64,
     /// Fraction of successful requests written to the access log (errors always are).
     pub access_log_sample_rate: f64,
+    /// Connect timeout towards upstreams that set none of their own (the management API
+    /// behind the proxy, and routes without a timeout), milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub upstream_connect_timeout_ms: u64,
+    /// Longest silence from such an upstream (first byte, and between chunks), milliseconds.
+    #[serde(default = "default_read_timeout_ms")]
+    pub upstream_read_timeout_ms: u64,
+}
+
+/// Defaults of [`GatewayEntry`], also the bounds the control plane validates against.
+impl GatewayEntry {
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+    pub const MIN_MAX_BODY_BYTES: u64 = 1024;
+    pub const MAX_MAX_BODY_BYTES: u64 = 100 * 1024 * 1024;
+    pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+    pub const MAX_CONNECT_TIMEOUT_MS: u64 = 120_000;
+    pub const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
+    pub const MAX_READ_TIMEOUT_MS: u64 = 3_600_000;
+}
+
+impl GatewayEntry {
+    /// The bounds the management API enforces, checked again by the data plane (a static
+    /// gateway file is written by hand).
+    pub fn validate(&self) -> Result<(), SnapshotError> {
+        let bad = |field, message| Err(SnapshotError::BadGateway { field, message });
+        if !(Self::MIN_MAX_BODY_BYTES..=Self::MAX_MAX_BODY_BYTES).contains(&self.max_body_bytes) {
+            return bad("max_body_bytes", "must be between 1 KiB and 100 MiB");
+        }
+        if !(0.0..=1.0).contains(&self.access_log_sample_rate) {
+            return bad("access_log_sample_rate", "must be between 0 and 1");
+        }
+        if !(1..=Self::MAX_CONNECT_TIMEOUT_MS).contains(&self.upstream_connect_timeout_ms) {
+            return bad(
+                "upstream_connect_timeout_ms",
+                "must be between 1 and 120000",
+            );
+        }
+        if !(1..=Self::MAX_READ_TIMEOUT_MS).contains(&self.upstream_read_timeout_ms) {
+            return bad("upstream_read_timeout_ms", "must be between 1 and 3600000");
+        }
+        Ok(())
+    }
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    GatewayEntry::DEFAULT_CONNECT_TIMEOUT_MS
+}
+
+fn default_read_timeout_ms() -> u64 {
+    GatewayEntry::DEFAULT_READ_TIMEOUT_MS
 }
 
 impl Default for GatewayEntry {
     fn default() -> Self {
         Self {
-            max_body_bytes: 10 * 1024 * 1024,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             access_log_sample_rate: 1.0,
+            upstream_connect_timeout_ms: Self::DEFAULT_CONNECT_TIMEOUT_MS,
+            upstream_read_timeout_ms: Self::DEFAULT_READ_TIMEOUT_MS,
         }
     }
 }
@@ -239,6 +294,11 @@ pub enum SnapshotError {
     OrphanKey(String),
     #[error("duplicate api key id {0}")]
     DuplicateKey(String),
+    #[error("gateway.{field}: {message}")]
+    BadGateway {
+        field: &'static str,
+        message: &'static str,
+    },
 }
 
 impl Snapshot {
@@ -335,6 +395,7 @@ impl Snapshot {
                 }
             }
         }
+        self.gateway.validate()?;
         let mut key_ids = HashSet::new();
         for key in &self.api_keys {
             if !key_ids.insert(key.id.as_str()) {
@@ -398,6 +459,40 @@ mod tests {
         assert_eq!(
             s.validate(),
             Err(SnapshotError::DuplicateTenantCode("a".into()))
+        );
+    }
+
+    #[test]
+    fn gateway_settings_out_of_bounds_are_refused() {
+        let mut s = Snapshot::new(1, vec![tenant("t1", "a")]);
+        s.gateway.access_log_sample_rate = f64::NAN;
+        s.hash = s.content_hash();
+        assert!(matches!(
+            s.validate(),
+            Err(SnapshotError::BadGateway {
+                field: "access_log_sample_rate",
+                ..
+            })
+        ));
+        s.gateway = GatewayEntry {
+            max_body_bytes: 10,
+            ..GatewayEntry::default()
+        };
+        s.hash = s.content_hash();
+        assert!(s.validate().is_err());
+        s.gateway = GatewayEntry::default();
+        s.hash = s.content_hash();
+        s.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn gateway_entries_without_timeouts_get_the_defaults() {
+        let g: GatewayEntry =
+            serde_json::from_str(r#"{"max_body_bytes": 2048, "access_log_sample_rate": 0.5}"#)
+                .expect("older snapshots still parse");
+        assert_eq!(
+            g.upstream_read_timeout_ms,
+            GatewayEntry::DEFAULT_READ_TIMEOUT_MS
         );
     }
 
