@@ -3,7 +3,7 @@
 //! control plane on Pingora's native path, so the whole API is reachable on this origin).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,10 +14,11 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
 
 use crate::inference::{self, Endpoint};
+use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::openai_error::GatewayError;
 use crate::shared::Shared;
-use crate::usage_sink::UsageSender;
+use crate::sink::{AccessLogSender, UsageSender};
 
 /// Per-request state, kept for logging and metering.
 #[derive(Debug, Default)]
@@ -40,7 +41,9 @@ pub struct Gateway {
     pub shared: Arc<Shared>,
     pub connector: Connector,
     pub usage: UsageSender,
+    pub access_log: AccessLogSender,
     pub metrics: Arc<Metrics>,
+    pub instance: Arc<Instance>,
     /// The control plane, for `/api/*` management calls.
     pub control_plane: Option<HttpPeer>,
     pub control_plane_host: String,
@@ -119,6 +122,7 @@ impl ProxyHttp for Gateway {
             }
             (_, p) if p.starts_with("/api/") && self.control_plane.is_some() => {
                 ctx.route = "management";
+                ctx.upstream = Some(format!("http://{}", self.control_plane_host));
                 Ok(false)
             }
             _ => {
@@ -142,7 +146,19 @@ impl ProxyHttp for Gateway {
         _ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         match &self.control_plane {
-            Some(peer) => Ok(Box::new(peer.clone())),
+            Some(peer) => {
+                let mut peer = peer.clone();
+                // The gateway-wide defaults: the control plane sets no timeouts of its own.
+                if let Some(catalog) = self.shared.catalog() {
+                    let g = &catalog.snapshot.gateway;
+                    let connect = Duration::from_millis(g.upstream_connect_timeout_ms);
+                    peer.options.connection_timeout = Some(connect);
+                    peer.options.total_connection_timeout = Some(connect * 2);
+                    peer.options.read_timeout =
+                        Some(Duration::from_millis(g.upstream_read_timeout_ms));
+                }
+                Ok(Box::new(peer))
+            }
             None => Err(Error::explain(
                 ErrorType::HTTPStatus(404),
                 "no upstream for this route",
@@ -199,6 +215,8 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[ctx.route])
                 .observe(started.elapsed().as_secs_f64());
         }
+        self.instance.count_request();
+        crate::access_log::record(self, session, ctx);
     }
 }
 

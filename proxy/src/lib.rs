@@ -4,17 +4,20 @@
 //! control plane (or a static file), swapped atomically.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod auth;
 pub mod catalog;
 pub mod gateway;
+pub mod heartbeat;
 pub mod inference;
+pub mod instance;
 pub mod metrics;
 pub mod openai_error;
 pub mod server;
 pub mod shared;
+pub mod sink;
 pub mod static_config;
 pub mod upstream;
-pub mod usage_sink;
 pub mod watcher;
 
 pub use server::{start, ConfigSource, ProxyHandle, ProxyOptions};

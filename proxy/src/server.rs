@@ -18,9 +18,10 @@ use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
 use crate::gateway::Gateway;
+use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::usage_sink::{self, SinkConfig, UsageSink};
+use crate::sink::{self, EventSink, Overflow, SinkConfig, SinkEvent};
 
 /// How to run the proxy.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct ProxyHandle {
     thread: Option<std::thread::JoinHandle<()>>,
     pub shared: Arc<Shared>,
     pub listen: SocketAddr,
+    /// This process as the control plane sees it (id in heartbeats and access logs).
+    pub instance: Arc<Instance>,
 }
 
 impl ProxyHandle {
@@ -102,22 +105,37 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         ),
         ConfigSource::StaticFile(_) => (None, String::new(), None, None),
     };
-    let (usage, sink) = usage_sink::channel(SinkConfig {
+    let usage_config = SinkConfig {
         control_plane_url: sink_url,
         node_token,
         spool_path: options.data_dir.join("usage-spool.jsonl"),
         batch_size: 500,
         flush_interval: Duration::from_millis(200),
-    });
+        overflow: Overflow::Spool,
+    };
+    // Access logs: their own queue and spool, and dropped rather than spooled on the request
+    // path when the queue is full (usage is billed; a log line is not worth a disk write there).
+    let access_config = SinkConfig {
+        spool_path: options.data_dir.join("access-log-spool.jsonl"),
+        batch_size: 1_000,
+        overflow: Overflow::Drop,
+        ..usage_config.clone()
+    };
+    let (usage, usage_sink) = sink::channel(usage_config);
+    let (access_log, access_sink) = sink::channel(access_config);
+    let instance = Arc::new(Instance::new(options.listen));
     let stop = Arc::new(Notify::new());
     let gateway = Gateway {
         shared: shared.clone(),
         connector: Connector::new(None),
         usage,
+        access_log,
         metrics: Arc::new(Metrics::new()),
+        instance: instance.clone(),
         control_plane,
         control_plane_host,
     };
+    let thread_instance = instance.clone();
     let thread_shared = shared.clone();
     let thread_stop = stop.clone();
     let listen = options.listen;
@@ -142,11 +160,23 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
             let grace = Duration::from_secs(options.grace_period_secs.saturating_sub(1));
             server.add_service(background_service(
                 "usage sink",
-                SinkService {
-                    sink: std::sync::Mutex::new(Some(sink)),
-                    grace,
-                },
+                SinkService::new(usage_sink, grace),
             ));
+            server.add_service(background_service(
+                "access-log sink",
+                SinkService::new(access_sink, grace),
+            ));
+            if let ConfigSource::ControlPlane { addr, node_token } = &options.source {
+                server.add_service(background_service(
+                    "heartbeat",
+                    HeartbeatService {
+                        instance: thread_instance,
+                        shared: thread_shared.clone(),
+                        url: format!("http://{addr}"),
+                        token: node_token.clone(),
+                    },
+                ));
+            }
             server.add_service(background_service(
                 "snapshot watcher",
                 WatcherService {
@@ -163,6 +193,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         thread: Some(thread),
         shared,
         listen,
+        instance,
     })
 }
 
@@ -175,13 +206,22 @@ async fn shutdown_of(mut watch: ShutdownWatch) {
     }
 }
 
-struct SinkService {
-    sink: std::sync::Mutex<Option<UsageSink>>,
+struct SinkService<E> {
+    sink: std::sync::Mutex<Option<EventSink<E>>>,
     grace: Duration,
 }
 
+impl<E> SinkService<E> {
+    fn new(sink: EventSink<E>, grace: Duration) -> Self {
+        Self {
+            sink: std::sync::Mutex::new(Some(sink)),
+            grace,
+        }
+    }
+}
+
 #[async_trait]
-impl BackgroundService for SinkService {
+impl<E: SinkEvent> BackgroundService for SinkService<E> {
     async fn start(&self, shutdown: ShutdownWatch) {
         let sink = self.sink.lock().ok().and_then(|mut s| s.take());
         if let Some(sink) = sink {
@@ -220,5 +260,26 @@ impl BackgroundService for WatcherService {
                 crate::watcher::watch_file(self.shared.clone(), path.clone(), stop).await
             }
         }
+    }
+}
+
+struct HeartbeatService {
+    instance: Arc<Instance>,
+    shared: Arc<Shared>,
+    url: String,
+    token: String,
+}
+
+#[async_trait]
+impl BackgroundService for HeartbeatService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::heartbeat::run(
+            self.instance.clone(),
+            self.shared.clone(),
+            self.url.clone(),
+            Some(self.token.clone()),
+            Box::pin(shutdown_of(shutdown)),
+        )
+        .await;
     }
 }

@@ -1,16 +1,65 @@
-//! Delivers usage events to the control plane: batched, at-least-once, spooled to an
-//! append-only file while the control plane is unreachable and replayed later. The control
-//! plane ingests idempotently by request id, so a replay never counts twice.
+//! Delivers what the data plane reports (usage events, access-log entries) to the control
+//! plane: batched, at-least-once, spooled to an append-only file while the control plane is
+//! unreachable and replayed later. The control plane ingests idempotently by request id, so a
+//! replay never counts twice.
+//!
+//! One generic sink serves every event type ([`SinkEvent`]); each type has its own channel,
+//! endpoint and spool file, so a backlog of one never delays the other.
 //!
 //! Nothing is lost on a graceful stop: the sink drains its queue into a last delivery attempt
 //! and spools whatever could not be delivered.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use medgate_config::{UsageBatch, UsageEvent};
+use medgate_config::{AccessLogEntry, UsageEvent};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::mpsc;
+
+/// Something the data plane reports in batches of `{"events": [...]}`.
+pub trait SinkEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The control plane's ingest endpoint, e.g. `/api/internal/usage`.
+    const ENDPOINT: &'static str;
+    /// For log lines, e.g. `usage event`.
+    const NAME: &'static str;
+    /// The idempotency key.
+    fn request_id(&self) -> &str;
+}
+
+impl SinkEvent for UsageEvent {
+    const ENDPOINT: &'static str = "/api/internal/usage";
+    const NAME: &'static str = "usage event";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+impl SinkEvent for AccessLogEntry {
+    const ENDPOINT: &'static str = "/api/internal/access-logs";
+    const NAME: &'static str = "access-log entry";
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+pub type UsageSender = EventSender<UsageEvent>;
+pub type UsageSink = EventSink<UsageEvent>;
+pub type AccessLogSender = EventSender<AccessLogEntry>;
+pub type AccessLogSink = EventSink<AccessLogEntry>;
+
+/// What the request path does when the queue is full (the control plane is slow or down and
+/// the backlog reached the queue's capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Append to the spool on the request path: nothing is lost (usage: it is billed).
+    Spool,
+    /// Drop and count: the request path never waits on the disk (access logs).
+    Drop,
+}
 
 /// Where events go.
 #[derive(Debug, Clone)]
@@ -21,51 +70,87 @@ pub struct SinkConfig {
     pub spool_path: PathBuf,
     pub batch_size: usize,
     pub flush_interval: Duration,
+    pub overflow: Overflow,
 }
 
-/// The request path's handle: never blocks, never drops.
-#[derive(Debug, Clone)]
-pub struct UsageSender {
-    tx: mpsc::Sender<UsageEvent>,
+/// The request path's handle: never blocks.
+#[derive(Debug)]
+pub struct EventSender<E> {
+    tx: mpsc::Sender<E>,
     spool_path: PathBuf,
+    overflow: Overflow,
+    dropped: Arc<AtomicU64>,
 }
 
-impl UsageSender {
-    /// Queues an event; if the queue is full, appends it to the spool directly.
-    pub fn send(&self, event: UsageEvent) {
+impl<E> Clone for EventSender<E> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            spool_path: self.spool_path.clone(),
+            overflow: self.overflow,
+            dropped: self.dropped.clone(),
+        }
+    }
+}
+
+impl<E: SinkEvent> EventSender<E> {
+    /// Queues an event; if the queue is full, spools or drops it as configured.
+    pub fn send(&self, event: E) {
         if let Err(
             mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event),
         ) = self.tx.try_send(event)
         {
+            if self.overflow == Overflow::Drop {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             if let Err(e) = append_spool(&self.spool_path, std::slice::from_ref(&event)) {
-                tracing::error!(error = %e, request_id = %event.request_id, "usage event could not be spooled");
+                tracing::error!(error = %e, request_id = %event.request_id(), "{} could not be spooled", E::NAME);
             }
         }
     }
 }
 
 /// The delivering side, run as a background task.
-pub struct UsageSink {
-    rx: mpsc::Receiver<UsageEvent>,
+pub struct EventSink<E> {
+    rx: mpsc::Receiver<E>,
     config: SinkConfig,
     http: reqwest::Client,
+    dropped: Arc<AtomicU64>,
 }
 
 /// Creates the pair.
-pub fn channel(config: SinkConfig) -> (UsageSender, UsageSink) {
+pub fn channel<E: SinkEvent>(config: SinkConfig) -> (EventSender<E>, EventSink<E>) {
     let (tx, rx) = mpsc::channel(100_000);
-    let sender = UsageSender {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let sender = EventSender {
         tx,
         spool_path: config.spool_path.clone(),
+        overflow: config.overflow,
+        dropped: dropped.clone(),
     };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();
-    (sender, UsageSink { rx, config, http })
+    (
+        sender,
+        EventSink {
+            rx,
+            config,
+            http,
+            dropped,
+        },
+    )
 }
 
-impl UsageSink {
+/// The body of every ingest endpoint.
+#[derive(Serialize)]
+struct Batch<'a, E> {
+    events: &'a [E],
+}
+
+impl<E: SinkEvent> EventSink<E> {
     /// Runs until `shutdown` resolves, then drains.
     pub async fn run(mut self, mut shutdown: impl std::future::Future<Output = ()> + Unpin) {
         let mut batch = Vec::with_capacity(self.config.batch_size);
@@ -87,7 +172,10 @@ impl UsageSink {
                         self.deliver(std::mem::take(&mut batch)).await;
                     }
                 }
-                _ = spool_check.tick() => self.replay_spool().await,
+                _ = spool_check.tick() => {
+                    self.report_dropped();
+                    self.replay_spool().await;
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -99,35 +187,40 @@ impl UsageSink {
             self.deliver(batch).await;
         }
         self.replay_spool().await;
+        self.report_dropped();
     }
 
-    async fn deliver(&self, events: Vec<UsageEvent>) {
-        if let Err(e) = self.post(&events).await {
-            if let Delivery::Refused = e {
-                self.isolate_refused(events).await;
-                return;
-            }
-            let Delivery::Failed(e) = e else { return };
-            tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling usage events");
-            if let Err(e) = append_spool(&self.config.spool_path, &events) {
-                tracing::error!(error = %e, "usage events could not be spooled");
+    fn report_dropped(&self) {
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(dropped = n, "queue full; {}s dropped", E::NAME);
+        }
+    }
+
+    async fn deliver(&self, events: Vec<E>) {
+        match self.post(&events).await {
+            Ok(()) => {}
+            Err(Delivery::Refused) => self.isolate_refused(events).await,
+            Err(Delivery::Failed(e)) => {
+                tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling {}s", E::NAME);
+                if let Err(e) = append_spool(&self.config.spool_path, &events) {
+                    tracing::error!(error = %e, "{}s could not be spooled", E::NAME);
+                }
             }
         }
     }
 
-    async fn post(&self, events: &[UsageEvent]) -> Result<(), Delivery> {
+    async fn post(&self, events: &[E]) -> Result<(), Delivery> {
         let base = self
             .config
             .control_plane_url
             .as_deref()
             .ok_or_else(|| Delivery::Failed("no control plane configured".into()))?;
         for chunk in events.chunks(5_000) {
-            let mut request =
-                self.http
-                    .post(format!("{base}/api/internal/usage"))
-                    .json(&UsageBatch {
-                        events: chunk.to_vec(),
-                    });
+            let mut request = self
+                .http
+                .post(format!("{base}{}", E::ENDPOINT))
+                .json(&Batch { events: chunk });
             if let Some(token) = &self.config.node_token {
                 request = request.bearer_auth(token);
             }
@@ -150,22 +243,22 @@ impl UsageSink {
 
     /// A batch the control plane refuses as invalid would be retried for ever: send its events
     /// one by one and set aside (in `<spool>.rejected.jsonl`) only the ones refused on their own.
-    async fn isolate_refused(&self, events: Vec<UsageEvent>) {
+    async fn isolate_refused(&self, events: Vec<E>) {
         let rejected_path = self.config.spool_path.with_extension("rejected.jsonl");
         for event in events {
             match self.post(std::slice::from_ref(&event)).await {
                 Ok(()) => {}
                 Err(Delivery::Refused) => {
-                    tracing::error!(request_id = %event.request_id, "usage event refused by the control plane; set aside");
+                    tracing::error!(request_id = %event.request_id(), "{} refused by the control plane; set aside", E::NAME);
                     if let Err(e) = append_spool(&rejected_path, std::slice::from_ref(&event)) {
-                        tracing::error!(error = %e, "refused usage event could not be set aside");
+                        tracing::error!(error = %e, "refused {} could not be set aside", E::NAME);
                     }
                 }
                 Err(Delivery::Failed(_)) => {
                     if let Err(e) =
                         append_spool(&self.config.spool_path, std::slice::from_ref(&event))
                     {
-                        tracing::error!(error = %e, "usage event could not be spooled");
+                        tracing::error!(error = %e, "{} could not be spooled", E::NAME);
                     }
                 }
             }
@@ -181,7 +274,7 @@ impl UsageSink {
         let Ok(text) = tokio::fs::read_to_string(path).await else {
             return;
         };
-        let events: Vec<UsageEvent> = text
+        let events: Vec<E> = text
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
@@ -203,7 +296,7 @@ impl UsageSink {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "spool could not be trimmed; events will be replayed (idempotently)");
                 }
-                tracing::info!(events = events.len(), "spooled usage events delivered");
+                tracing::info!(events = events.len(), "spooled {}s delivered", E::NAME);
             }
             Err(Delivery::Refused) => {
                 // Move the spool aside and sort its events out one by one.
@@ -225,7 +318,7 @@ enum Delivery {
 }
 
 /// Appends events as JSON lines and syncs the file.
-pub fn append_spool(path: &std::path::Path, events: &[UsageEvent]) -> std::io::Result<()> {
+pub fn append_spool<E: Serialize>(path: &std::path::Path, events: &[E]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
