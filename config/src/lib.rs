@@ -10,12 +10,17 @@
 
 pub mod access_log;
 pub mod node;
+pub mod routing;
 pub mod settings;
 pub mod snapshot;
 pub mod usage;
 
 pub use access_log::{AccessLogBatch, AccessLogEntry};
 pub use node::{Heartbeat, HeartbeatAck};
+pub use routing::{
+    DomainEntry, HealthCheck, LoadBalancing, RouteEntry, RouteMatch, RouteTarget, RouteTimeouts,
+    RoutingError,
+};
 pub use settings::{Settings, SettingsError};
 pub use snapshot::{
     ApiKeyEntry, GatewayEntry, KeySecret, ModelEntry, OnViolation, ParameterRule, Snapshot,

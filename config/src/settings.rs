@@ -33,6 +33,13 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Base URL under which operators reach the API (used in printed hints and links).
     pub public_url: Option<String>,
+    /// DNS server (UDP) asked for domain verification TXT records; absent: the system's
+    /// resolvers. Tests point it at a responder on 127.0.0.1.
+    pub dns_resolver: Option<SocketAddr>,
+    /// Where the HTTP domain check connects instead of `http://<hostname>`, e.g.
+    /// `http://127.0.0.1:8089` (tests, or checks through an internal egress proxy). The
+    /// `Host` header still names the domain.
+    pub domain_http_check_url: Option<String>,
 }
 
 /// The data plane.
@@ -87,6 +94,8 @@ impl Default for ApiSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             max_body_bytes: 1024 * 1024,
             public_url: None,
+            dns_resolver: None,
+            domain_http_check_url: None,
         }
     }
 }
@@ -142,6 +151,8 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MEDGATE_REDIS_URL", "redis_url"),
     ("MEDGATE_API_LISTEN", "api.listen"),
     ("MEDGATE_API_PUBLIC_URL", "api.public_url"),
+    ("MEDGATE_DNS_RESOLVER", "api.dns_resolver"),
+    ("MEDGATE_DOMAIN_HTTP_CHECK_URL", "api.domain_http_check_url"),
     ("MEDGATE_PROXY_LISTEN", "proxy.listen"),
     ("MEDGATE_PROXY_THREADS", "proxy.threads"),
     ("MEDGATE_CONTROL_PLANE_URL", "proxy.control_plane_url"),
@@ -209,6 +220,12 @@ impl Settings {
         }
         if let Some(v) = get("MEDGATE_API_PUBLIC_URL") {
             self.api.public_url = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_DNS_RESOLVER") {
+            self.api.dns_resolver = Some(parse_env("MEDGATE_DNS_RESOLVER", &v)?);
+        }
+        if let Some(v) = get("MEDGATE_DOMAIN_HTTP_CHECK_URL") {
+            self.api.domain_http_check_url = Some(v);
         }
         if let Some(v) = get("MEDGATE_PROXY_LISTEN") {
             self.proxy.listen = parse_env("MEDGATE_PROXY_LISTEN", &v)?;
@@ -299,6 +316,13 @@ impl Settings {
                 return Err(SettingsError::Invalid(
                     "proxy.control_plane_url must be http://host:port (a trusted internal network)"
                         .into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.api.domain_http_check_url {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(SettingsError::Invalid(
+                    "api.domain_http_check_url must be an http:// or https:// URL".into(),
                 ));
             }
         }

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::routing::{DomainEntry, RouteEntry, RoutingError};
+
 /// The compiled configuration of the data plane at one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,13 @@ pub struct Snapshot {
     pub tenant_models: Vec<TenantModelEntry>,
     #[serde(default)]
     pub gateway: GatewayEntry,
+    /// Enabled generic reverse-proxy routes (API §7.1). Left out of the JSON when empty, like
+    /// `domains`, so proxies of a build without routes still accept such snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteEntry>,
+    /// Verified custom domains, each mapping a Host to its tenant (API §8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<DomainEntry>,
 }
 
 /// What the data plane knows about one tenant.
@@ -294,6 +303,8 @@ pub enum SnapshotError {
     OrphanKey(String),
     #[error("duplicate api key id {0}")]
     DuplicateKey(String),
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
     #[error("gateway.{field}: {message}")]
     BadGateway {
         field: &'static str,
@@ -335,6 +346,8 @@ impl Snapshot {
             api_keys,
             tenant_models,
             gateway,
+            routes: Vec::new(),
+            domains: Vec::new(),
         };
         snapshot.hash = snapshot.content_hash();
         snapshot
@@ -343,13 +356,20 @@ impl Snapshot {
     /// SHA-256 over the canonical JSON of the content (version and hash excluded), so two
     /// compilations of the same store state hash the same.
     pub fn content_hash(&self) -> String {
-        let content = serde_json::json!({
+        let mut content = serde_json::json!({
             "tenants": self.tenants,
             "models": self.models,
             "api_keys": self.api_keys,
             "tenant_models": self.tenant_models,
             "gateway": self.gateway,
         });
+        // Hashed only when present, so snapshots saved before routes existed keep their hash.
+        if !self.routes.is_empty() {
+            content["routes"] = serde_json::json!(self.routes);
+        }
+        if !self.domains.is_empty() {
+            content["domains"] = serde_json::json!(self.domains);
+        }
         // serde_json maps are ordered (BTreeMap) without the preserve_order feature, and
         // structs serialize in declaration order: the text is canonical for our types.
         let text = serde_json::to_string(&content).unwrap_or_default();
@@ -405,6 +425,7 @@ impl Snapshot {
                 return Err(SnapshotError::OrphanKey(key.id.clone()));
             }
         }
+        crate::routing::validate(self)?;
         Ok(())
     }
 
