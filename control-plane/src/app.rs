@@ -11,7 +11,9 @@ use crate::api::{self, docs, openapi, ApiBuilder, Endpoint};
 use crate::auth::Access;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{audit, health, inference, keys, models, snapshot, tenant_models, tenants};
+use crate::{
+    audit, domains, health, inference, keys, models, routing, snapshot, tenant_models, tenants,
+};
 
 /// The whole management API as one router.
 pub fn router(state: AppState) -> Router {
@@ -24,6 +26,8 @@ pub fn router(state: AppState) -> Router {
     let api = keys::routes(api);
     let api = tenant_models::routes(api);
     let api = inference::routes(api);
+    let api = routing::routes(api);
+    let api = domains::routes(api);
     let api = audit::routes(api);
     let api = snapshot::routes(api);
     let api = api

@@ -213,6 +213,34 @@ pub fn http_url(field: &str, value: &str) -> ApiResult<()> {
     }
 }
 
+/// A lowercase DNS host name (no port, no trailing dot): labels of `a-z0-9-`, 1 to 63 bytes,
+/// not starting or ending with a hyphen, 253 bytes at most. `min_labels` 2 asks for a fully
+/// qualified name (custom domains); IP addresses are refused either way.
+pub fn hostname(field: &str, value: &str, min_labels: usize) -> ApiResult<()> {
+    let labels: Vec<&str> = value.split('.').collect();
+    let ok = (1..=253).contains(&value.len())
+        && labels.len() >= min_labels
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && value.parse::<IpAddr>().is_err()
+        && !labels
+            .last()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("{value:?} is not a lowercase host name such as api.clinic.example"),
+        ))
+    }
+}
+
 /// A plain identifier from another component (request ids, key ids): 1 to `max` letters,
 /// digits and `-_.:`, safe to store, log and filter on.
 pub fn plain_id(field: &str, value: &str, max: usize) -> ApiResult<()> {
@@ -259,6 +287,13 @@ mod tests {
         assert!(http_url("u", "https://").is_err());
         assert!(http_url("u", "https://user:pw@host/v1").is_err());
         assert!(http_url("u", "https://host/v1?key=abc").is_err());
+        assert!(hostname("h", "api.clinic.example", 2).is_ok());
+        assert!(hostname("h", "localhost", 1).is_ok());
+        assert!(hostname("h", "localhost", 2).is_err());
+        assert!(hostname("h", "API.example.com", 2).is_err());
+        assert!(hostname("h", "10.0.0.1", 1).is_err());
+        assert!(hostname("h", "a..b", 1).is_err());
+        assert!(hostname("h", "-a.b", 1).is_err());
         assert!(plain_id("r", "req-01.a:b_c", 64).is_ok());
         assert!(plain_id("r", "", 64).is_err());
         assert!(plain_id("r", "a b", 64).is_err());

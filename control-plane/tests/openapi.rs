@@ -49,6 +49,18 @@ const SEED: &[(&str, &str)] = &[
     ("get", "/api/audit-logs/{tenantId}"),
     ("post", "/api/audit-logs/export"),
     ("get", "/api/health"),
+    ("get", "/api/routes"),
+    ("post", "/api/routes"),
+    ("get", "/api/routes/{id}"),
+    ("put", "/api/routes/{id}"),
+    ("delete", "/api/routes/{id}"),
+    ("get", "/api/domains"),
+    ("post", "/api/domains"),
+    ("get", "/api/domains/{id}"),
+    ("put", "/api/domains/{id}"),
+    ("delete", "/api/domains/{id}"),
+    ("post", "/api/domains/{id}/verify"),
+    ("get", "/api/tenants/{tenantId}/domains"),
 ];
 
 async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {
@@ -80,6 +92,8 @@ async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {
         "TenantModelView",
         "InferenceRecord",
         "UsageBatch",
+        "Route",
+        "Domain",
     ] {
         assert!(
             doc["components"]["schemas"][name].is_object(),

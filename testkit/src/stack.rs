@@ -65,6 +65,28 @@ impl Stack {
         Self::start_with(None, adjust).await
     }
 
+    /// Starts on `backend` with adjusted settings; None (printing why) when PostgreSQL is
+    /// unreachable and not required, as for [`both_backends!`](crate::both_backends).
+    pub async fn start_backend_with(
+        backend: Backend,
+        test: &str,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Stack> {
+        match backend {
+            Backend::Sqlite => Some(Self::start_with(None, adjust).await),
+            Backend::Postgres => match fresh_pg_database().await {
+                Ok(db) => Some(Self::start_with(Some(db), adjust).await),
+                Err(e) => {
+                    if std::env::var("MEDGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                        panic!("PostgreSQL is required (MEDGATE_REQUIRE_POSTGRES=1) but unreachable: {e}");
+                    }
+                    eprintln!("SKIP postgres::{test}: PostgreSQL unreachable ({e})");
+                    None
+                }
+            },
+        }
+    }
+
     async fn start_with(
         pg: Option<(String, String, String)>,
         adjust: impl FnOnce(&mut Settings),

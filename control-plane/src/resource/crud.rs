@@ -128,9 +128,15 @@ async fn create_handler<T: Crud>(
 ) -> ApiResult<Response> {
     let mut value = T::build(store::new_id(T::ID_PREFIX), input, &principal)?;
     if T::SCOPE == Scope::Tenant {
-        let tenant = value.tenant_id().unwrap_or_default().to_owned();
-        principal.check_tenant(Some(&tenant), "tenant", &tenant)?;
-        crate::tenants::ensure_exists(state.store(), &tenant).await?;
+        match value.tenant_id().map(str::to_owned) {
+            Some(tenant) => {
+                principal.check_tenant(Some(&tenant), "tenant", &tenant)?;
+                crate::tenants::ensure_exists(state.store(), &tenant).await?;
+            }
+            // A tenant-scoped resource without a tenant is the platform's own (a platform
+            // route): tenant roles never see it, so only platform admins create one.
+            None => principal.require_platform_admin()?,
+        }
     }
     let mut tx = state.store().begin().await?;
     value.check_references(&mut tx).await?;

@@ -8,12 +8,14 @@
 use std::collections::{HashMap, HashSet};
 
 use medgate_config::snapshot::{IsolationEntry, PlanQuotas};
-use medgate_config::{GatewayEntry, Snapshot, TenantEntry};
+use medgate_config::{DomainEntry, GatewayEntry, RouteEntry, Snapshot, TenantEntry};
 
+use crate::domains::{self, Domain, DomainStatus};
 use crate::error::ApiResult;
 use crate::keys::{ApiKey, KeyStatus};
 use crate::models::Model;
 use crate::resource;
+use crate::routing::Route;
 use crate::store::Store;
 use crate::tenant_models::TenantModel;
 use crate::tenants::{IsolationPolicy, Tenant, TenantPlan};
@@ -38,6 +40,8 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let models = resource::load_all::<Model>(store).await?;
         let keys = resource::load_all::<ApiKey>(store).await?;
         let configs = resource::load_all::<TenantModel>(store).await?;
+        let routes = resource::load_all::<Route>(store).await?;
+        let domains = resource::load_all::<Domain>(store).await?;
         if store.config_version().await? != version {
             continue;
         }
@@ -57,6 +61,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             })
             .map(TenantModel::snapshot_entry)
             .collect();
+        let (routes, domains) = routing_entries(&routes, &domains, &tenant_ids);
         let tenants = tenants
             .into_iter()
             .map(|t| tenant_entry(t, &plans, &policies))
@@ -68,8 +73,47 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             api_keys,
             tenant_models,
             GatewayEntry::default(),
-        ));
+        )
+        .with_routing(routes, domains));
     }
+}
+
+/// Verified domains of existing tenants, and enabled routes of existing owners. A tenant's
+/// route keeps only the hosts its tenant's verified domains cover, and is left out when none
+/// remain: an unverified claim must not route anything.
+fn routing_entries(
+    routes: &[Route],
+    domains: &[Domain],
+    tenant_ids: &HashSet<String>,
+) -> (Vec<RouteEntry>, Vec<DomainEntry>) {
+    let verified: Vec<&Domain> = domains
+        .iter()
+        .filter(|d| d.status == DomainStatus::Verified && tenant_ids.contains(&d.tenant_id))
+        .collect();
+    let routes = routes
+        .iter()
+        .filter(|r| r.enabled)
+        .filter_map(|r| match &r.tenant_id {
+            None => Some(r.snapshot_entry(r.matcher.hosts.clone())),
+            Some(t) if tenant_ids.contains(t) => {
+                let hosts: Vec<String> = r
+                    .matcher
+                    .hosts
+                    .iter()
+                    .filter(|h| {
+                        verified
+                            .iter()
+                            .any(|d| &d.tenant_id == t && domains::covers(&d.hostname, h))
+                    })
+                    .cloned()
+                    .collect();
+                (!hosts.is_empty()).then(|| r.snapshot_entry(hosts))
+            }
+            Some(_) => None,
+        })
+        .collect();
+    let domains = verified.into_iter().map(Domain::snapshot_entry).collect();
+    (routes, domains)
 }
 
 fn tenant_entry(

@@ -234,10 +234,13 @@ impl Crud for Tenant {
         Ok(())
     }
 
-    /// A deleted tenant takes its keys and model configs along; its usage history stays.
+    /// A deleted tenant takes its keys, model configs, routes and domains along; its usage
+    /// history stays.
     async fn on_delete(&self, tx: &mut Tx) -> ApiResult<()> {
         resources::delete_by_tenant(tx, crate::keys::ApiKey::KIND, &self.id).await?;
         resources::delete_by_tenant(tx, crate::tenant_models::TenantModel::KIND, &self.id).await?;
+        resources::delete_by_tenant(tx, crate::routing::Route::KIND, &self.id).await?;
+        resources::delete_by_tenant(tx, crate::domains::Domain::KIND, &self.id).await?;
         Ok(())
     }
 

@@ -1,0 +1,13 @@
+//! Custom domains (API §8): a tenant claims a host name, proves it controls it with a DNS TXT
+//! record or an HTTP token, and from then on the gateway maps requests for that Host to the
+//! tenant. Only verified domains enter the snapshot; the data plane refuses an API key of
+//! another tenant on such a host.
+
+mod model;
+mod routes;
+mod verify;
+
+pub use model::{
+    covers, Domain, DomainCreate, DomainStatus, DomainUpdate, Verification, VerificationMethod,
+};
+pub use routes::routes;
