@@ -221,10 +221,19 @@ pub struct GatewayEntry {
     pub access_log_sample_rate: f64,
     /// Connect timeout towards upstreams that set none of their own (the management API
     /// behind the proxy, and routes without a timeout), milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
+    ///
+    /// Left out of the JSON when at its default (as is the read timeout), so a snapshot saved
+    /// by a build without these fields keeps its content hash.
+    #[serde(
+        default = "default_connect_timeout_ms",
+        skip_serializing_if = "is_default_connect_timeout"
+    )]
     pub upstream_connect_timeout_ms: u64,
     /// Longest silence from such an upstream (first byte, and between chunks), milliseconds.
-    #[serde(default = "default_read_timeout_ms")]
+    #[serde(
+        default = "default_read_timeout_ms",
+        skip_serializing_if = "is_default_read_timeout"
+    )]
     pub upstream_read_timeout_ms: u64,
 }
 
@@ -269,6 +278,14 @@ fn default_connect_timeout_ms() -> u64 {
 
 fn default_read_timeout_ms() -> u64 {
     GatewayEntry::DEFAULT_READ_TIMEOUT_MS
+}
+
+fn is_default_connect_timeout(ms: &u64) -> bool {
+    *ms == GatewayEntry::DEFAULT_CONNECT_TIMEOUT_MS
+}
+
+fn is_default_read_timeout(ms: &u64) -> bool {
+    *ms == GatewayEntry::DEFAULT_READ_TIMEOUT_MS
 }
 
 impl Default for GatewayEntry {
@@ -514,6 +531,11 @@ mod tests {
         assert_eq!(
             g.upstream_read_timeout_ms,
             GatewayEntry::DEFAULT_READ_TIMEOUT_MS
+        );
+        let text = serde_json::to_string(&GatewayEntry::default()).expect("json");
+        assert!(
+            !text.contains("timeout"),
+            "defaults stay out of the hashed JSON: {text}"
         );
     }
 

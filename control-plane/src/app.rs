@@ -26,6 +26,9 @@ pub fn router(state: AppState) -> Router {
     let api = keys::routes(api);
     let api = tenant_models::routes(api);
     let api = inference::routes(api);
+    let api = crate::gateway::routes(api);
+    let api = crate::access_logs::routes(api);
+    let api = crate::metrics::routes(api);
     let api = routing::routes(api);
     let api = domains::routes(api);
     let api = audit::routes(api);

@@ -1,4 +1,4 @@
-//! `GET /api/health`: liveness plus store reachability.
+//! `GET /api/health`: liveness, store reachability, and whether proxies report in.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +19,8 @@ pub struct Health {
     pub version: String,
     pub uptime_secs: u64,
     pub store: ComponentHealth,
-    /// The data plane, until it reports in (data-plane issue).
+    /// The data plane: `ok` while a proxy instance reports (heartbeat within 30 s), `none`
+    /// otherwise. Informational: it does not change `status`.
     pub proxy: ComponentHealth,
 }
 
@@ -61,21 +62,14 @@ async fn health(State(state): State<AppState>) -> Response {
             }
         }
     };
+    let proxy = proxy_health(&state).await;
     let ok = store.status == "ok";
     let body = Health {
         status: if ok { "ok" } else { "degraded" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_secs: state.uptime_secs(),
         store,
-        proxy: ComponentHealth {
-            status: if medgate_proxy_available() {
-                "ok"
-            } else {
-                "unavailable"
-            }
-            .into(),
-            detail: Some("the data plane is not part of this build yet".into()),
-        },
+        proxy,
     };
     let status = if ok {
         StatusCode::OK
@@ -85,6 +79,25 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn medgate_proxy_available() -> bool {
-    false
+/// `ok` while at least one proxy instance sent a heartbeat within 30 s, `none` otherwise. A
+/// control plane without proxies is still healthy itself, so this does not change the overall
+/// status.
+async fn proxy_health(state: &AppState) -> ComponentHealth {
+    match crate::gateway::live_count(state.store()).await {
+        Ok(0) => ComponentHealth {
+            status: "none".into(),
+            detail: Some("no proxy instance sent a heartbeat in the last 30 s".into()),
+        },
+        Ok(n) => ComponentHealth {
+            status: "ok".into(),
+            detail: Some(format!("{n} proxy instance(s) reporting")),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "proxy instances could not be read");
+            ComponentHealth {
+                status: "unknown".into(),
+                detail: Some("proxy instances could not be read".into()),
+            }
+        }
+    }
 }

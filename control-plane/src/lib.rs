@@ -3,6 +3,7 @@
 //! compiler the data plane watches.
 #![forbid(unsafe_code)]
 
+pub mod access_logs;
 pub mod api;
 mod app;
 pub mod audit;
@@ -10,9 +11,11 @@ pub mod auth;
 pub mod demo;
 pub mod domains;
 pub mod error;
+pub mod gateway;
 mod health;
 pub mod inference;
 pub mod keys;
+pub mod metrics;
 pub mod models;
 pub mod resource;
 pub mod routing;

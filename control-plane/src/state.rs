@@ -7,6 +7,7 @@ use medgate_config::Settings;
 use serde_json::Value;
 
 use crate::auth::JwtKeys;
+use crate::metrics::ApiMetrics;
 use crate::snapshot::SnapshotHub;
 use crate::store::Store;
 
@@ -21,6 +22,7 @@ struct Inner {
     snapshots: SnapshotHub,
     openapi: OnceLock<Arc<Value>>,
     started: Instant,
+    metrics: ApiMetrics,
 }
 
 impl AppState {
@@ -33,6 +35,7 @@ impl AppState {
             snapshots,
             openapi: OnceLock::new(),
             started: Instant::now(),
+            metrics: ApiMetrics::new(),
         }))
     }
 
@@ -50,6 +53,10 @@ impl AppState {
 
     pub fn snapshots(&self) -> &SnapshotHub {
         &self.0.snapshots
+    }
+
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.0.metrics
     }
 
     pub fn uptime_secs(&self) -> u64 {

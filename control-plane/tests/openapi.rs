@@ -4,8 +4,8 @@ use medgate_testkit::{both_backends, Stack};
 
 both_backends!(openapi_lists_every_built_seed_endpoint);
 
-/// API §1, §3.1-§3.3, the history part of §3.4 and the audit part of §7.3, in the seed's
-/// syntax.
+/// API §1, §3.1-§3.3, the history part of §3.4, §7.3 (audit and access logs) and §7.4, in
+/// the seed's syntax.
 const SEED: &[(&str, &str)] = &[
     ("get", "/api/tenants"),
     ("post", "/api/tenants"),
@@ -48,6 +48,12 @@ const SEED: &[(&str, &str)] = &[
     ("get", "/api/audit-logs"),
     ("get", "/api/audit-logs/{tenantId}"),
     ("post", "/api/audit-logs/export"),
+    ("get", "/api/access-logs"),
+    ("get", "/api/access-logs/{tenantId}"),
+    ("get", "/api/gateway/config"),
+    ("put", "/api/gateway/config"),
+    ("post", "/api/gateway/reload"),
+    ("get", "/api/gateway/status"),
     ("get", "/api/health"),
     ("get", "/api/routes"),
     ("post", "/api/routes"),
@@ -92,6 +98,10 @@ async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {
         "TenantModelView",
         "InferenceRecord",
         "UsageBatch",
+        "AccessLogEntry",
+        "GatewayConfig",
+        "GatewayStatus",
+        "ReloadReport",
         "Route",
         "Domain",
     ] {

@@ -34,6 +34,8 @@ pub struct Endpoint {
     pub success: u16,
     /// Request body limit of this endpoint when it differs from the API-wide one.
     pub max_body: Option<usize>,
+    /// Whether mutating calls are written to the audit log (see [`Endpoint::unaudited`]).
+    pub audited: bool,
 }
 
 impl Endpoint {
@@ -59,6 +61,7 @@ impl Endpoint {
             response_content_type: None,
             success: 200,
             max_body: None,
+            audited: true,
         }
     }
 
@@ -141,7 +144,15 @@ impl Endpoint {
         self
     }
 
-    /// Whether calls change state (and are therefore audited).
+    /// Node telemetry (heartbeats, access-log batches): POSTs that change no configuration and
+    /// come every few seconds from every proxy. Auditing them would bury the operators'
+    /// actions under tens of thousands of entries a day in a log that can never be pruned.
+    pub fn unaudited(mut self) -> Self {
+        self.audited = false;
+        self
+    }
+
+    /// Whether calls change state.
     pub fn is_mutation(&self) -> bool {
         !matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
     }

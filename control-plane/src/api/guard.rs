@@ -1,8 +1,10 @@
 //! The guard around every declared endpoint: authenticate, check the role, run the handler,
-//! and write one audit entry for every mutating call, whether it succeeded or failed.
+//! write one audit entry for every mutating call, whether it succeeded or failed, and count
+//! the call in the API's Prometheus metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -52,6 +54,15 @@ pub(super) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
+    let response = guarded(&state, &endpoint, request, next).await;
+    state
+        .metrics()
+        .observe(&endpoint.operation, response.status(), started.elapsed());
+    response
+}
+
+async fn guarded(state: &AppState, endpoint: &Endpoint, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let source_ip = parts
         .extensions
@@ -73,13 +84,13 @@ pub(super) async fn guard(
             .map(|(_, v)| v.clone())
     });
 
-    let principal = match authenticate(&state, &endpoint, &parts.headers) {
+    let principal = match authenticate(state, endpoint, &parts.headers) {
         Ok(p) => p,
-        Err(err) => return refuse(&state, &endpoint, None, err, source_ip, first_param).await,
+        Err(err) => return refuse(state, endpoint, None, err, source_ip, first_param).await,
     };
     if let Some(p) = &principal {
-        if let Err(err) = admit(p, &endpoint, tenant_in_path.as_deref()) {
-            return refuse(&state, &endpoint, Some(p), err, source_ip, first_param).await;
+        if let Err(err) = admit(p, endpoint, tenant_in_path.as_deref()) {
+            return refuse(state, endpoint, Some(p), err, source_ip, first_param).await;
         }
     }
     if let Some(p) = &principal {
@@ -88,8 +99,8 @@ pub(super) async fn guard(
     let response = next.run(Request::from_parts(parts, body)).await;
     let outcome = Outcome::of(&response);
     record(
-        &state,
-        &endpoint,
+        state,
+        endpoint,
         principal.as_ref(),
         outcome,
         source_ip,
@@ -157,7 +168,10 @@ fn admit(
             return Err(ApiError::not_found("tenant", tenant));
         }
     }
-    if !endpoint.access.admits(principal.role) {
+    let platform_only = endpoint.access == Access::PlatformRead;
+    if !endpoint.access.admits(principal.role)
+        || (platform_only && principal.tenant_scope().is_some())
+    {
         return Err(ApiError::forbidden(format!(
             "role {} may not call {} (allowed: {})",
             principal.role.as_str(),
@@ -195,7 +209,7 @@ async fn record(
     source_ip: Option<String>,
     first_param: Option<String>,
 ) {
-    if !endpoint.is_mutation() {
+    if !endpoint.is_mutation() || !endpoint.audited {
         return;
     }
     let Outcome { status, target } = outcome;

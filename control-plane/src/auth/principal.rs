@@ -70,6 +70,9 @@ pub enum Access {
     PlatformAdmin,
     /// Audit trails: platform admins and auditors; tenant admins for their own tenant.
     AuditRead,
+    /// Platform internals (gateway settings, proxy instances): platform admins and auditors.
+    /// A tenant-bound auditor is refused too: none of it belongs to one tenant.
+    PlatformRead,
     /// Data-plane nodes (and platform admins, for debugging).
     Node,
 }
@@ -84,6 +87,7 @@ impl Access {
             Access::TenantWrite => matches!(role, PlatformAdmin | TenantAdmin),
             Access::PlatformAdmin => role == PlatformAdmin,
             Access::AuditRead => matches!(role, PlatformAdmin | Auditor | TenantAdmin),
+            Access::PlatformRead => matches!(role, PlatformAdmin | Auditor),
             Access::Node => matches!(role, Node | PlatformAdmin),
         }
     }
@@ -96,6 +100,7 @@ impl Access {
             Access::TenantWrite => "platform_admin, tenant_admin (own tenant only)",
             Access::PlatformAdmin => "platform_admin",
             Access::AuditRead => "platform_admin, auditor, tenant_admin (own tenant only)",
+            Access::PlatformRead => "platform_admin, auditor (not bound to a tenant)",
             Access::Node => "node, platform_admin",
         }
     }
@@ -161,6 +166,7 @@ mod tests {
             Access::TenantWrite,
             Access::PlatformAdmin,
             Access::AuditRead,
+            Access::PlatformRead,
         ] {
             assert!(!access.admits(Role::Node), "{access:?}");
         }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::ingest::{from_row, COLUMNS};
 use crate::api::parse_time;
 use crate::error::ApiResult;
+use crate::store::filter::{Bind, Where};
 use crate::store::Store;
 
 /// Query of the history endpoints.
@@ -53,43 +54,23 @@ pub struct InferenceRecord {
     pub streamed: bool,
 }
 
-enum Bind {
-    Text(String),
-    Int(i64),
-}
-
 impl HistoryQuery {
-    fn where_clause(&self) -> ApiResult<(String, Vec<Bind>)> {
-        let mut clauses = vec!["1 = 1".to_owned()];
-        let mut binds = Vec::new();
-        let mut push = |template: &str, values: Vec<Bind>| {
-            let mut clause = template.to_owned();
-            for v in values {
-                binds.push(v);
-                clause = clause.replacen('?', &format!("${}", binds.len()), 1);
-            }
-            clauses.push(clause);
-        };
+    fn filter(&self) -> ApiResult<Where> {
+        let mut w = Where::new();
         if let Some(from) = &self.from {
-            push(
+            w.push(
                 "occurred_at >= ?",
                 vec![Bind::Text(parse_time("from", from)?)],
             );
         }
         if let Some(to) = &self.to {
-            push("occurred_at < ?", vec![Bind::Text(parse_time("to", to)?)]);
+            w.push("occurred_at < ?", vec![Bind::Text(parse_time("to", to)?)]);
         }
-        if let Some(t) = &self.tenant_id {
-            push("tenant_id = ?", vec![Bind::Text(t.clone())]);
-        }
-        if let Some(k) = &self.api_key_id {
-            push("api_key_id = ?", vec![Bind::Text(k.clone())]);
-        }
-        if let Some(s) = self.status {
-            push("status = ?", vec![Bind::Int(i64::from(s))]);
-        }
+        w.eq_text("tenant_id", self.tenant_id.as_deref())
+            .eq_text("api_key_id", self.api_key_id.as_deref())
+            .eq_int("status", self.status.map(i64::from));
         if let Some(m) = &self.model {
-            push(
+            w.push(
                 "(model_name = ? OR model_id = ? OR requested_model = ?)",
                 vec![
                     Bind::Text(m.clone()),
@@ -98,21 +79,8 @@ impl HistoryQuery {
                 ],
             );
         }
-        Ok((clauses.join(" AND "), binds))
+        Ok(w)
     }
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    binds: &[Bind],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    for b in binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t.clone()),
-            Bind::Int(i) => query.bind(*i),
-        };
-    }
-    query
 }
 
 /// One page (newest first) and the total.
@@ -122,18 +90,20 @@ pub async fn page(
     page: u32,
     size: u32,
 ) -> ApiResult<(Vec<InferenceRecord>, u64)> {
-    let (where_sql, binds) = q.where_clause()?;
-    let count_sql = format!("SELECT COUNT(*) AS n FROM usage_events WHERE {where_sql}");
-    let count = bind_all(sqlx::query(&count_sql), &binds)
+    let filter = q.filter()?;
+    let where_sql = filter.sql();
+    let count_sql = format!("SELECT COUNT(*) FROM usage_events WHERE {where_sql}");
+    let total: i64 = filter
+        .bind_scalar(sqlx::query_scalar(&count_sql))
         .fetch_one(store.reader())
         .await?;
-    let total: i64 = sqlx::Row::try_get(&count, "n")?;
     let offset = i64::from(page - 1) * i64::from(size);
     let sql = format!(
         "SELECT {COLUMNS} FROM usage_events WHERE {where_sql} \
          ORDER BY occurred_at DESC, request_id DESC LIMIT {size} OFFSET {offset}"
     );
-    let rows = bind_all(sqlx::query(&sql), &binds)
+    let rows = filter
+        .bind(sqlx::query(&sql))
         .fetch_all(store.reader())
         .await?;
     let items = rows

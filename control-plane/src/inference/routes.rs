@@ -62,6 +62,13 @@ async fn ingest_batch(
 ) -> ApiResult<Response> {
     let (events, repeated) = ingest::prepare(batch)?;
     let ack = ingest::ingest(state.store(), &events, repeated).await?;
+    let counted = &state.metrics().usage_events;
+    counted
+        .with_label_values(&["inserted"])
+        .inc_by(ack.inserted);
+    counted
+        .with_label_values(&["duplicate"])
+        .inc_by(ack.duplicates);
     let target = AuditTarget {
         details: Some(serde_json::json!({
             "inserted": ack.inserted,

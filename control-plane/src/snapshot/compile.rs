@@ -40,6 +40,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let models = resource::load_all::<Model>(store).await?;
         let keys = resource::load_all::<ApiKey>(store).await?;
         let configs = resource::load_all::<TenantModel>(store).await?;
+        let gateway: GatewayEntry = crate::gateway::current_config(store).await?.entry();
         let routes = resource::load_all::<Route>(store).await?;
         let domains = resource::load_all::<Domain>(store).await?;
         if store.config_version().await? != version {
@@ -72,7 +73,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             models.iter().map(Model::snapshot_entry).collect(),
             api_keys,
             tenant_models,
-            GatewayEntry::default(),
+            gateway,
         )
         .with_routing(routes, domains));
     }

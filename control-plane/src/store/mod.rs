@@ -5,6 +5,7 @@
 //! connection, so they queue in-process instead of failing with SQLITE_BUSY, while reads use
 //! a separate pool and run concurrently under WAL.
 
+pub mod filter;
 pub mod resources;
 
 use std::str::FromStr;
