@@ -1,6 +1,7 @@
 //! Control plane and proxy together, as `medgate serve` runs them: configuration changes reach
-//! the data plane within about a second, a snapshot swap under load fails no request, and a
-//! control-plane outage neither stops traffic nor loses (or doubles) a usage event.
+//! the data plane within about a second, a snapshot swap under load fails no request, a
+//! control-plane outage neither stops traffic nor loses (or doubles) a usage event, and the
+//! proxy's access log and heartbeats reach the gateway endpoints.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -386,4 +387,162 @@ async fn control_plane_outage_keeps_traffic_and_loses_no_usage() {
     )
     .await;
     assert_eq!(page["total"], 25);
+}
+
+/// Polls `GET {path}` as the admin until `done` accepts the body (10 s at most).
+async fn eventually(w: &World, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, body) = call(
+            reqwest::Method::GET,
+            &format!("{}{path}", w.api_url),
+            &w.admin,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn items(page: &Value) -> &Vec<Value> {
+    page["items"].as_array().expect("items")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_logs_and_gateway_status_reflect_the_proxy() {
+    let w = world().await;
+    let instance = w.proxy.as_ref().expect("proxy").instance.id.clone();
+    let chat = json!({ "model": "echo", "messages": [{ "role": "user", "content": "ping" }] });
+    let leaky = format!("{}/v1/chat/completions?secret=abc", w.proxy_url);
+    let (s, _) = call(reqwest::Method::POST, &leaky, &w.key, Some(chat.clone())).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(reqwest::Method::POST, &leaky, "mg_bad", Some(chat.clone())).await;
+    assert_eq!(s, 401);
+    let (s, _) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/tenants?secret=abc", w.proxy_url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "unknown query parameter, still logged");
+
+    let page = eventually(&w, "/api/access-logs?page_size=100", "3 entries", |p| {
+        p["total"].as_u64() >= Some(3)
+    })
+    .await;
+    assert!(!page.to_string().contains("secret"), "{page}");
+    let find = |route: &str, status: u16| {
+        items(&page)
+            .iter()
+            .find(|e| e["route"] == route && e["status"] == status)
+            .unwrap_or_else(|| panic!("{route} {status} in {page}"))
+    };
+    let ok = find("inference", 200);
+    assert_eq!(ok["path"], "/v1/chat/completions");
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["tenant_id"], json!(w.tenant));
+    assert_eq!(ok["instance_id"], json!(instance));
+    assert!(ok["bytes_sent"].as_u64() > Some(0));
+    assert!(ok["upstream"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("http://127.0.0.1:")));
+    assert!(ok["host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert_eq!(find("inference", 401)["tenant_id"], Value::Null);
+    assert_eq!(find("management", 400)["path"], "/api/tenants");
+    let own = eventually(
+        &w,
+        &format!("/api/access-logs/{}", w.tenant),
+        "tenant list",
+        |p| p["total"] == 1,
+    )
+    .await;
+    assert_eq!(items(&own)[0]["status"], 200);
+
+    let status = eventually(&w, "/api/gateway/status", "proxy reports in", |s| {
+        s["instances"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|i| i["applied_version"] == s["snapshot_version"])
+        })
+    })
+    .await;
+    let me = &status["instances"][0];
+    assert_eq!(me["instance_id"], json!(instance));
+    assert_eq!(
+        me["address"],
+        json!(w.proxy_url.trim_start_matches("http://"))
+    );
+    assert_eq!(me["stale"], false);
+
+    // Reload: the proxy fetches the new version and says so within the wait.
+    let (s, reload) = call(
+        reqwest::Method::POST,
+        &format!("{}/api/gateway/reload", w.api_url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{reload}");
+    assert_eq!(reload["complete"], true, "{reload}");
+    assert_eq!(reload["applied"][0]["instance_id"], json!(instance));
+    assert_eq!(
+        reload["applied"][0]["applied_version"],
+        reload["target_version"]
+    );
+
+    // The proxy honors the sampling rate: with 0, successes go unlogged, errors still do.
+    let (s, config) = call(
+        reqwest::Method::PUT,
+        &format!("{}/api/gateway/config", w.api_url),
+        &w.admin,
+        Some(json!({ "access_log_sample_rate": 0.0 })),
+    )
+    .await;
+    assert_eq!(s, 200, "{config}");
+    eventually(&w, "/api/gateway/status", "config applied", |s| {
+        s["instances"][0]["applied_version"] == s["snapshot_version"]
+    })
+    .await;
+    let before = page["total"].as_u64().expect("total");
+    let (s, _) = call(reqwest::Method::POST, &leaky, &w.key, Some(chat.clone())).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(reqwest::Method::POST, &leaky, "mg_bad", Some(chat)).await;
+    assert_eq!(s, 401);
+    let after = eventually(&w, "/api/access-logs?page_size=100", "the error", |p| {
+        p["total"].as_u64() > Some(before)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, after_wait) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/access-logs?page_size=100", w.api_url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(after_wait["total"], after["total"]);
+    let new: Vec<&Value> = items(&after_wait)
+        .iter()
+        .filter(|e| e["route"] == "inference")
+        .collect();
+    assert_eq!(
+        new.iter().filter(|e| e["status"] == 200).count(),
+        1,
+        "the second success was sampled out"
+    );
+    assert_eq!(new.iter().filter(|e| e["status"] == 401).count(), 2);
+
+    let (_, health) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/health", w.api_url),
+        &w.admin,
+        None,
+    )
+    .await;
+    assert_eq!(health["proxy"]["status"], "ok");
 }

@@ -508,3 +508,82 @@ async fn editing_the_gateway_file_takes_effect_without_a_restart() {
     .await;
     assert_eq!(status, 403, "a broken file keeps the last good config");
 }
+
+/// Reads the access-log spool (the access log itself in static mode), waiting for `n` entries.
+async fn access_log(dir: &Path, n: usize) -> Vec<medgate_config::AccessLogEntry> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let entries: Vec<medgate_config::AccessLogEntry> =
+            std::fs::read_to_string(dir.join("access-log-spool.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        if entries.len() >= n || Instant::now() > deadline {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_access_logged_without_its_query_string() {
+    let f = start().await;
+    let (status, ..) = post(
+        &f,
+        "/v1/chat/completions?secret=abc",
+        Some(KEY),
+        chat("gpt-small", "hi"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, ..) = post(
+        &f,
+        "/v1/chat/completions?secret=abc",
+        Some(OTHER_KEY.replace('a', "b").as_str()),
+        chat("gpt-small", "hi"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let health = reqwest::get(format!("{}/healthz?probe=1", f.url))
+        .await
+        .expect("sent");
+    assert_eq!(health.status().as_u16(), 200);
+
+    let entries = access_log(f.dir.path(), 3).await;
+    let text =
+        std::fs::read_to_string(f.dir.path().join("access-log-spool.jsonl")).expect("access log");
+    assert!(
+        !text.contains("secret") && !text.contains("probe"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-upstream-secret") && !text.contains(KEY));
+    let find = |route: &str, status: u16| {
+        entries
+            .iter()
+            .find(|e| e.route == route && e.status == status)
+            .unwrap_or_else(|| panic!("{route} {status} in {entries:?}"))
+    };
+    let ok = find("inference", 200);
+    assert_eq!(ok.path, "/v1/chat/completions");
+    assert_eq!(ok.method, "POST");
+    assert_eq!(ok.tenant_id.as_deref(), Some("t1"));
+    assert_eq!(
+        ok.upstream.as_deref(),
+        Some(f.upstream.base_url().trim_end_matches("/v1"))
+    );
+    assert!(ok.bytes_sent > 0);
+    assert!(ok.host.starts_with("127.0.0.1:"));
+    let refused = find("inference", 401);
+    assert_eq!(refused.tenant_id, None);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.route == "health" && e.path == "/healthz"),
+        "local endpoints are logged too"
+    );
+    assert!(
+        entries.iter().all(|e| e.instance_id == ok.instance_id),
+        "one instance id per process"
+    );
+}
