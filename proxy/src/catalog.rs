@@ -11,6 +11,7 @@ use medgate_config::{
     ApiKeyEntry, ModelEntry, ParameterRule, Snapshot, TenantEntry, TenantModelEntry,
 };
 
+use crate::routing::Routing;
 use crate::upstream::UpstreamTarget;
 
 /// An API key with its times parsed.
@@ -49,11 +50,20 @@ pub struct Catalog {
     model_by_id: HashMap<String, usize>,
     tenant_models: HashMap<(String, String), usize>,
     aliases: HashMap<(String, String), usize>,
+    /// Generic routes with their balancers, and verified domains.
+    pub routing: Routing,
 }
 
 impl Catalog {
     /// Indexes a validated snapshot.
     pub fn new(snapshot: Snapshot) -> Self {
+        Self::new_after(snapshot, None)
+    }
+
+    /// Indexes a validated snapshot that replaces `previous`, whose unchanged routes keep
+    /// their balancers (and so their targets' health).
+    pub fn new_after(snapshot: Snapshot, previous: Option<&Catalog>) -> Self {
+        let routing = Routing::build(&snapshot, previous.map(|p| &p.routing));
         let snapshot = Arc::new(snapshot);
         let tenants = snapshot
             .tenants
@@ -133,6 +143,7 @@ impl Catalog {
             model_by_id,
             tenant_models,
             aliases,
+            routing,
         }
     }
 

@@ -17,6 +17,7 @@ use crate::inference::{self, Endpoint};
 use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::openai_error::GatewayError;
+use crate::routing::{self, RouteCall};
 use crate::shared::Shared;
 use crate::sink::{AccessLogSender, UsageSender};
 
@@ -34,6 +35,8 @@ pub struct RequestCtx {
     pub tokens: (u64, u64),
     /// Whether a response reached the client from the handler itself.
     pub response_written: bool,
+    /// Set when a generic route took the request (`route` is then `"route"`).
+    pub route_call: Option<RouteCall>,
 }
 
 /// The data plane.
@@ -120,6 +123,13 @@ impl ProxyHttp for Gateway {
                 write_json(session, status, &ctx.request_id, Bytes::from(body)).await;
                 Ok(true)
             }
+            // Generic routes come after the gateway's own endpoints, before the management API.
+            _ if !LOCAL_PATHS.contains(&path.as_str())
+                && routing::call::admit(self, session, ctx).await.is_some() =>
+            {
+                // Admitted: proxy natively; refused: the answer is written.
+                Ok(ctx.route_call.is_none())
+            }
             (_, p) if p.starts_with("/api/") && self.control_plane.is_some() => {
                 ctx.route = "management";
                 ctx.upstream = Some(format!("http://{}", self.control_plane_host));
@@ -143,8 +153,13 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        if let Some(call) = &mut ctx.route_call {
+            let peer = call.peer()?;
+            ctx.upstream = call.target_label().map(str::to_owned);
+            return Ok(peer);
+        }
         match &self.control_plane {
             Some(peer) => {
                 let mut peer = peer.clone();
@@ -172,12 +187,51 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream.insert_header("host", &self.control_plane_host)?;
+        match &ctx.route_call {
+            Some(call) => call.rewrite(upstream)?,
+            None => upstream.insert_header("host", &self.control_plane_host)?,
+        }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
         upstream.insert_header("x-request-id", &ctx.request_id)?;
         Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the target: a route may try another one.
+        if ctx.route_call.as_mut().is_some_and(|c| c.retry(session)) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.route_call.as_mut().is_some_and(|c| c.retry(session)) {
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            // Pingora's default: retry only a stale pooled connection.
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn response_filter(
@@ -219,6 +273,9 @@ impl ProxyHttp for Gateway {
         crate::access_log::record(self, session, ctx);
     }
 }
+
+/// The gateway's own endpoints, which no route can take.
+const LOCAL_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
 /// Writes a complete JSON response.
 pub async fn write_json(session: &mut Session, status: u16, request_id: &str, body: Bytes) {

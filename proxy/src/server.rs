@@ -178,6 +178,12 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 ));
             }
             server.add_service(background_service(
+                "route health checks",
+                crate::routing::health::RouteHealth {
+                    shared: thread_shared.clone(),
+                },
+            ));
+            server.add_service(background_service(
                 "snapshot watcher",
                 WatcherService {
                     shared: thread_shared,

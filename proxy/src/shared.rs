@@ -41,7 +41,9 @@ impl Shared {
             .as_ref()
             .map(|_| serde_json::to_vec(&snapshot));
         let version = snapshot.version;
-        self.catalog.store(Some(Arc::new(Catalog::new(snapshot))));
+        let previous = self.catalog.load_full();
+        let catalog = Catalog::new_after(snapshot, previous.as_deref());
+        self.catalog.store(Some(Arc::new(catalog)));
         if let (Some(path), Some(Ok(text))) = (&self.persist_to, text) {
             if let Err(e) = write_atomically(path, &text) {
                 tracing::warn!(error = %e, path = %path.display(), "last good snapshot could not be saved");

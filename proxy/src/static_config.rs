@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use medgate_config::{
-    ApiKeyEntry, GatewayEntry, ModelEntry, Snapshot, TenantEntry, TenantModelEntry,
+    ApiKeyEntry, DomainEntry, GatewayEntry, ModelEntry, RouteEntry, Snapshot, TenantEntry,
+    TenantModelEntry,
 };
 use serde::Deserialize;
 
@@ -21,6 +22,11 @@ pub struct StaticGateway {
     pub tenant_models: Vec<TenantModelEntry>,
     #[serde(default)]
     pub gateway: GatewayEntry,
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    /// Custom domains, taken as verified (whoever writes the file vouches for them).
+    #[serde(default)]
+    pub domains: Vec<DomainEntry>,
 }
 
 /// Whether a YAML file is a static gateway file (it has a top-level `tenants` key).
@@ -42,7 +48,8 @@ pub fn load(path: &Path, version: u64) -> Result<Snapshot, String> {
         file.api_keys,
         file.tenant_models,
         file.gateway,
-    );
+    )
+    .with_routing(file.routes, file.domains);
     snapshot.validate().map_err(|e| e.to_string())?;
     Ok(snapshot)
 }

@@ -23,10 +23,50 @@ pub struct UpstreamTarget {
 impl UpstreamTarget {
     /// None when the URL cannot be used (the snapshot validator already refuses bad schemes).
     pub fn new(model: &ModelEntry, upstream: &UpstreamEntry) -> Option<Self> {
-        let (tls, rest) = if let Some(r) = upstream.url.strip_prefix("https://") {
+        let url = BaseUrl::parse(&upstream.url)?;
+        // Resolved once per snapshot; Pingora's own resolution would panic on a bad name.
+        let Some(addr) = url.resolve() else {
+            tracing::warn!(model = %model.name, host = %url.host_name, "upstream host does not resolve; endpoint skipped");
+            return None;
+        };
+        let mut peer = HttpPeer::new(addr, url.tls, url.host_name.clone());
+        peer.options.connection_timeout =
+            Some(Duration::from_millis(model.connect_timeout_ms.max(1)));
+        peer.options.total_connection_timeout =
+            Some(Duration::from_millis(model.connect_timeout_ms.max(1) * 2));
+        peer.options.read_timeout = Some(Duration::from_millis(model.read_timeout_ms.max(1)));
+        peer.options.write_timeout = Some(Duration::from_secs(60));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Some(Self {
+            peer,
+            label: url.label(),
+            host: url.authority,
+            base_path: url.base_path,
+            authorization: upstream.api_key.as_ref().map(|k| format!("Bearer {k}")),
+            weight: upstream.weight,
+        })
+    }
+}
+
+/// An upstream base URL, `http(s)://host[:port][/path]`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    /// Host without brackets, for SNI and resolution.
+    pub host_name: String,
+    pub port: u16,
+    /// `host[:port]` as written, for the `Host` header.
+    pub authority: String,
+    /// Path prefix (e.g. `/v1`), without a trailing slash.
+    pub base_path: String,
+}
+
+impl BaseUrl {
+    pub fn parse(url: &str) -> Option<Self> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else {
-            (false, upstream.url.strip_prefix("http://")?)
+            (false, url.strip_prefix("http://")?)
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -39,31 +79,34 @@ impl UpstreamTarget {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse().ok()?),
             _ => (authority, if tls { 443 } else { 80 }),
         };
-        let host_name = host.trim_start_matches('[').trim_end_matches(']');
-        // Resolved once per snapshot; Pingora's own resolution would panic on a bad name.
-        let addr = match (host_name, port).to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(addr)) => addr,
-            _ => {
-                tracing::warn!(model = %model.name, host = host_name, "upstream host does not resolve; endpoint skipped");
-                return None;
-            }
-        };
-        let mut peer = HttpPeer::new(addr, tls, host_name.to_owned());
-        peer.options.connection_timeout =
-            Some(Duration::from_millis(model.connect_timeout_ms.max(1)));
-        peer.options.total_connection_timeout =
-            Some(Duration::from_millis(model.connect_timeout_ms.max(1) * 2));
-        peer.options.read_timeout = Some(Duration::from_millis(model.read_timeout_ms.max(1)));
-        peer.options.write_timeout = Some(Duration::from_secs(60));
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
         Some(Self {
-            peer,
-            host: authority.to_owned(),
+            tls,
+            host_name: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            authority: authority.to_owned(),
             base_path: path.to_owned(),
-            authorization: upstream.api_key.as_ref().map(|k| format!("Bearer {k}")),
-            weight: upstream.weight,
-            label: format!("{}://{authority}", if tls { "https" } else { "http" }),
         })
+    }
+
+    /// The first address of the host (blocking DNS: call it once per snapshot, never per
+    /// request).
+    pub fn resolve(&self) -> Option<std::net::SocketAddr> {
+        (self.host_name.as_str(), self.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+    }
+
+    /// `scheme://authority`, for logs and metrics (never credentials).
+    pub fn label(&self) -> String {
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.authority
+        )
     }
 }
 

@@ -15,10 +15,11 @@ use pingora::proxy::Session;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::auth::{self, KeyRefusal};
+use crate::auth;
 use crate::catalog::{Catalog, ModelRefusal};
 use crate::gateway::{Gateway, RequestCtx};
 use crate::openai_error::GatewayError;
+use crate::routing::{self, call};
 use request::{Body, Operation};
 
 /// Which inference endpoint a request hit.
@@ -72,18 +73,18 @@ pub async fn handle(
             "the gateway has no configuration yet; retry shortly",
         )
     })?;
-    let headers = &session.req_header().headers;
-    let presented = auth::presented_key(
-        headers.get("authorization").and_then(|v| v.to_str().ok()),
-        headers
-            .get("x-api-key")
-            .or_else(|| headers.get("api-key"))
-            .and_then(|v| v.to_str().ok()),
-    );
-    let key = auth::authenticate(&catalog, presented).map_err(|r| match r {
-        KeyRefusal::Missing => GatewayError::unauthorized(r.message()).with_param("authorization"),
-        _ => GatewayError::unauthorized(r.message()),
-    })?;
+    let header = session.req_header();
+    let key =
+        auth::authenticate(&catalog, call::presented_key(header)).map_err(call::key_refused)?;
+    // On a tenant's verified domain, only that tenant's keys work (the tenant comes from the
+    // Host and the key, never from a client header).
+    if catalog
+        .routing
+        .tenant_of_host(&routing::request_host(header))
+        .is_some_and(|t| t != key.entry.tenant_id)
+    {
+        return Err(call::tenant_mismatch());
+    }
     ctx.tenant_id = Some(key.entry.tenant_id.clone());
     let view = RequestView {
         tenant_id: Some(key.entry.tenant_id.clone()),
