@@ -217,6 +217,17 @@ async fn lists_filter_paginate_and_order_newest_first(stack: Stack) {
         .await
         .expect(422);
     admin.get("/api/access-logs?secret=1").await.expect(400);
+    for (bad, field) in [
+        ("method=G%00T", "method"),
+        ("route=a%20b", "route"),
+        ("tenant_id=%00", "tenant_id"),
+    ] {
+        let r = admin
+            .get(&format!("/api/access-logs?{bad}"))
+            .await
+            .expect(422);
+        assert_eq!(r.json["error"]["details"]["field"], field);
+    }
 }
 
 async fn tenants_see_only_their_own_entries(stack: Stack) {

@@ -8,6 +8,7 @@ use crate::api::parse_time;
 use crate::error::ApiResult;
 use crate::store::filter::{Bind, Where};
 use crate::store::Store;
+use crate::validate;
 
 /// Query of the access-log endpoints.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -42,6 +43,17 @@ impl AccessLogQuery {
         }
         if let Some(to) = &self.to {
             w.push("occurred_at < ?", vec![Bind::Text(parse_time("to", to)?)]);
+        }
+        // Values that no stored entry can hold are refused, which also keeps bytes such as NUL
+        // (which PostgreSQL text cannot hold) away from the store.
+        if let Some(t) = &self.tenant_id {
+            validate::plain_id("tenant_id", t, 128)?;
+        }
+        if let Some(r) = &self.route {
+            validate::plain_id("route", r, 128)?;
+        }
+        if let Some(m) = &self.method {
+            validate::plain_id("method", m, 32)?;
         }
         w.eq_text("tenant_id", self.tenant_id.as_deref())
             .eq_int("status", self.status.map(i64::from))
