@@ -103,6 +103,15 @@ async fn available_models_follow_model_plan_and_config(stack: Stack) {
     assert_eq!(r.json["total"], 2);
     assert_eq!(r.json["items"].as_array().expect("items").len(), 1);
     let r = admin
+        .get(&format!("/api/tenants/{free}/models?page=768043823"))
+        .await
+        .expect(200);
+    assert_eq!(
+        r.json["items"],
+        json!([]),
+        "a page far past the end is empty"
+    );
+    let r = admin
         .get(&format!("/api/tenants/{free}/models/{restricted}"))
         .await
         .expect(200);

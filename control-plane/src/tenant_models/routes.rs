@@ -109,7 +109,8 @@ async fn list(
         .filter(|v| v.available)
         .collect();
     let total = u64::try_from(usable.len()).unwrap_or_default();
-    let skip = usize::try_from((page - 1) * size).unwrap_or(usize::MAX);
+    // In u64: a huge page number times the page size overflows u32.
+    let skip = usize::try_from(u64::from(page - 1) * u64::from(size)).unwrap_or(usize::MAX);
     let items = usable.into_iter().skip(skip).take(size as usize).collect();
     Ok(Json(Page {
         items,
