@@ -34,14 +34,15 @@ impl Routing {
     /// Compiles the snapshot's routes, reusing those of `previous` that did not change (their
     /// balancers keep health and rotation state).
     pub fn build(snapshot: &Snapshot, previous: Option<&Routing>) -> Self {
+        let before: HashMap<&str, &Arc<CompiledRoute>> = previous
+            .map(|p| p.routes.iter().map(|r| (r.entry.id.as_str(), r)).collect())
+            .unwrap_or_default();
         let mut routes: Vec<Arc<CompiledRoute>> = snapshot
             .routes
             .iter()
-            .map(|entry| {
-                previous
-                    .and_then(|p| p.routes.iter().find(|r| r.entry == *entry))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(CompiledRoute::new(entry.clone())))
+            .map(|entry| match before.get(entry.id.as_str()) {
+                Some(r) if r.entry == *entry => Arc::clone(r),
+                _ => Arc::new(CompiledRoute::new(entry.clone())),
             })
             .collect();
         routes.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
@@ -95,6 +96,53 @@ mod tests {
         let mut r = RequestHeader::build("GET", b"/", None).expect("req");
         r.insert_header("host", host).expect("host");
         r
+    }
+
+    fn snapshot(targets: &[&str]) -> Snapshot {
+        let route = |id: &str, url: &str| medgate_config::RouteEntry {
+            id: id.into(),
+            name: id.into(),
+            tenant_id: None,
+            matcher: medgate_config::RouteMatch::default(),
+            targets: vec![medgate_config::RouteTarget {
+                url: url.into(),
+                weight: 1,
+            }],
+            load_balancing: Default::default(),
+            health_check: None,
+            strip_prefix: false,
+            timeouts: Default::default(),
+            retries: 0,
+            plugins: vec![],
+            priority: 0,
+        };
+        let routes = targets
+            .iter()
+            .enumerate()
+            .map(|(i, url)| route(&format!("r{i}"), url))
+            .collect();
+        Snapshot::new(1, vec![]).with_routing(routes, vec![])
+    }
+
+    #[test]
+    fn unchanged_routes_keep_their_balancer_across_snapshots() {
+        let first = Routing::build(
+            &snapshot(&["http://127.0.0.1:1", "http://127.0.0.1:2"]),
+            None,
+        );
+        let second = Routing::build(
+            &snapshot(&["http://127.0.0.1:1", "http://127.0.0.1:3"]),
+            Some(&first),
+        );
+        let by_id = |r: &Routing, id: &str| {
+            r.routes
+                .iter()
+                .find(|x| x.entry.id == id)
+                .cloned()
+                .expect("route")
+        };
+        assert!(Arc::ptr_eq(&by_id(&first, "r0"), &by_id(&second, "r0")));
+        assert!(!Arc::ptr_eq(&by_id(&first, "r1"), &by_id(&second, "r1")));
     }
 
     #[test]
