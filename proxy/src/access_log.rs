@@ -1,5 +1,5 @@
-//! Access logging: one entry per request (inference, management passthrough, local
-//! endpoints, refusals), built in `logging` from what the request context already holds.
+//! Access logging: one entry per request (inference, generic routes, management passthrough,
+//! local endpoints, refusals), built in `logging` from what the request context already holds.
 //! Successes are sampled by the snapshot's `gateway.access_log_sample_rate`; 4xx and 5xx are
 //! always logged. Entries carry no body, key or query string (the path is cut at `?`).
 
@@ -36,7 +36,11 @@ pub fn record(gw: &Gateway, session: &Session, ctx: &RequestCtx) {
         status,
         latency_ms: ctx.started.map_or(0, |s| s.elapsed().as_millis() as u64),
         tenant_id: ctx.tenant_id.clone(),
-        route: ctx.route.to_owned(),
+        // A configured route is logged by its id, so its traffic can be filtered on.
+        route: ctx
+            .route_call
+            .as_ref()
+            .map_or_else(|| ctx.route.to_owned(), |c| c.route.entry.id.clone()),
         upstream: ctx.upstream.clone(),
         bytes_sent: session.body_bytes_sent() as u64,
         instance_id: gw.instance.id.clone(),

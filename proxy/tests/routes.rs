@@ -445,3 +445,28 @@ async fn the_gateways_own_paths_are_never_routed() {
     assert_eq!(status, 404, "the management API is not routed: {body}");
     assert_eq!(call(&f, "GET", "/healthz", &[]).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_traffic_is_access_logged_by_route_id() {
+    let f = start().await;
+    let (status, _) = call(&f, "GET", "/keep/x?token=abc", &[]).await;
+    assert_eq!(status, 200);
+    let spool = f._dir.path().join("access-log-spool.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entry = loop {
+        let text = std::fs::read_to_string(&spool).unwrap_or_default();
+        assert!(!text.contains("token"), "no query string: {text}");
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<medgate_config::AccessLogEntry>(l).ok())
+            .find(|e| e.path == "/keep/x");
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "entry never logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(entry.route, "keep");
+    assert_eq!(entry.status, 200);
+    assert_eq!(entry.upstream.as_deref(), Some(f.a.url.as_str()));
+}
