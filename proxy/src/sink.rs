@@ -24,8 +24,9 @@ use tokio::sync::mpsc;
 pub trait SinkEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The control plane's ingest endpoint, e.g. `/api/internal/usage`.
     const ENDPOINT: &'static str;
-    /// For log lines, e.g. `usage event`.
+    /// For log lines, e.g. `usage event` and `usage events`.
     const NAME: &'static str;
+    const PLURAL: &'static str;
     /// The idempotency key.
     fn request_id(&self) -> &str;
 }
@@ -33,6 +34,7 @@ pub trait SinkEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
 impl SinkEvent for UsageEvent {
     const ENDPOINT: &'static str = "/api/internal/usage";
     const NAME: &'static str = "usage event";
+    const PLURAL: &'static str = "usage events";
     fn request_id(&self) -> &str {
         &self.request_id
     }
@@ -41,6 +43,7 @@ impl SinkEvent for UsageEvent {
 impl SinkEvent for AccessLogEntry {
     const ENDPOINT: &'static str = "/api/internal/access-logs";
     const NAME: &'static str = "access-log entry";
+    const PLURAL: &'static str = "access-log entries";
     fn request_id(&self) -> &str {
         &self.request_id
     }
@@ -193,7 +196,7 @@ impl<E: SinkEvent> EventSink<E> {
     fn report_dropped(&self) {
         let n = self.dropped.swap(0, Ordering::Relaxed);
         if n > 0 {
-            tracing::warn!(dropped = n, "queue full; {}s dropped", E::NAME);
+            tracing::warn!(dropped = n, "queue full; {} dropped", E::PLURAL);
         }
     }
 
@@ -202,9 +205,12 @@ impl<E: SinkEvent> EventSink<E> {
             Ok(()) => {}
             Err(Delivery::Refused) => self.isolate_refused(events).await,
             Err(Delivery::Failed(e)) => {
-                tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling {}s", E::NAME);
+                // Without a control plane (static mode) the spool is where events belong.
+                if self.config.control_plane_url.is_some() {
+                    tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling {}", E::PLURAL);
+                }
                 if let Err(e) = append_spool(&self.config.spool_path, &events) {
-                    tracing::error!(error = %e, "{}s could not be spooled", E::NAME);
+                    tracing::error!(error = %e, "{} could not be spooled", E::PLURAL);
                 }
             }
         }
@@ -296,7 +302,7 @@ impl<E: SinkEvent> EventSink<E> {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "spool could not be trimmed; events will be replayed (idempotently)");
                 }
-                tracing::info!(events = events.len(), "spooled {}s delivered", E::NAME);
+                tracing::info!(events = events.len(), "spooled {} delivered", E::PLURAL);
             }
             Err(Delivery::Refused) => {
                 // Move the spool aside and sort its events out one by one.
