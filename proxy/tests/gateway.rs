@@ -163,6 +163,45 @@ async fn usage_events(dir: &Path, n: usize) -> Vec<UsageEvent> {
     }
 }
 
+/// Streams a body just over the gateway's 2 MiB limit without a Content-Length, slowly enough
+/// that the answer arrives before the client is done.
+async fn raw_post_chunked_over_limit(f: &Fixture) -> (u16, Value, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = f.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..40 {
+        let frame = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk.clone(),
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        if stream.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+        text,
+    )
+}
+
 /// SSE chunks that carry a (non-null) usage object.
 fn usage_chunks(sse: &str) -> usize {
     sse.lines()
@@ -361,15 +400,28 @@ async fn errors_have_openai_shape_and_status() {
         "{{\"model\":\"gpt-small\",\"pad\":\"{}\"}}",
         "a".repeat(3 * 1024 * 1024)
     );
-    let resp = reqwest::Client::new()
+    // Announced as too large: refused before the body is read, and the connection is closed,
+    // which the client may see as a broken pipe while it is still sending.
+    let sent = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", f.url))
         .bearer_auth(KEY)
         .header("content-type", "application/json")
         .body(big)
         .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status().as_u16(), 413);
+        .await;
+    match sent {
+        Ok(resp) => assert_eq!(resp.status().as_u16(), 413),
+        Err(e) => assert!(
+            e.is_request() || e.is_body(),
+            "unexpected client error: {e}"
+        ),
+    }
+    let (status, err, _) = raw_post_chunked_over_limit(&f).await;
+    assert_eq!(
+        status, 413,
+        "a body without a length is cut at the limit too"
+    );
+    assert_eq!(err["error"]["code"], "request_too_large");
 
     f.upstream.set_behavior(Behavior {
         status: Some(500),
