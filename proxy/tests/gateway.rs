@@ -639,3 +639,52 @@ async fn every_request_is_access_logged_without_its_query_string() {
         "one instance id per process"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_stream_is_metered_for_what_was_produced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = start().await;
+    f.upstream.set_behavior(Behavior {
+        chunk_delay_ms: 300,
+        stream_chunks: 10,
+        ..Behavior::default()
+    });
+    let body = json!({
+        "model": "gpt-small", "stream": true,
+        "messages": [{ "role": "user", "content": "one two three four five six seven eight nine ten eleven twelve" }]
+    })
+    .to_string();
+    let addr = f.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(body.as_bytes()).await.expect("body");
+    // Read until some generated text has arrived, then hang up.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"content\":\"one") {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(stream);
+    let events = usage_events(f.dir.path(), 1).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "exactly one event for the abandoned stream"
+    );
+    let e = &events[0];
+    assert_eq!(e.status, 499, "recorded as a client that went away");
+    assert!(
+        !e.usage_reported,
+        "no usage chunk came, so the counts are estimates"
+    );
+    assert!(e.output_tokens >= 1, "what was produced is metered: {e:?}");
+    assert!(e.input_tokens >= 1);
+}
