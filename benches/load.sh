@@ -11,7 +11,7 @@
 #
 # Knobs (environment): DURATION (s, default 10), WARMUP (s, 2), CONNECTIONS (32),
 # WRK_THREADS (2), PROXY_THREADS_LIST (Pingora threads for bare Pingora and medgate, "1 2"),
-# NGINX_WORKERS (nproc), BASE_PORT (18400; uses BASE_PORT+1..+5), RESULTS (benches/RESULTS.md),
+# NGINX_WORKERS (nproc), BASE_PORT (18400; uses BASE_PORT+1..+4), RESULTS (benches/RESULTS.md),
 # SKIP_BUILD=1 (use the binaries already in target/release).
 set -euo pipefail
 
@@ -30,7 +30,6 @@ MOCK_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
 BARE_PORT=$((BASE_PORT + 3))
 MEDGATE_PORT=$((BASE_PORT + 4))
-MEDGATE_PLAIN_PORT=$((BASE_PORT + 5))
 HOST=127.0.0.1
 # One API key of the static gateway file: mg_<id>_<secret>.
 KEY="mg_bench0000001_5f0c7e2a9d4b8c1e6f3a7d2b9c4e8f1a5d0c7b3e9f2a6d4c8b1e7f3a9d5c2b6e"
@@ -154,7 +153,8 @@ function done(summary, latency, requests)
 end
 EOF
 
-# The static gateway file: one tenant, one model on the mock, one key.
+# The static gateway file: one tenant, one model on the mock, one key, and one generic route
+# (the plain route: GET /plain/models -> the mock's GET /v1/models, on Pingora's native path).
 KEY_SHA=$(printf '%s' "$KEY" | sha256sum | awk '{print $1}')
 cat >"$TMP/gateway.yaml" <<EOF
 tenants:
@@ -191,6 +191,17 @@ api_keys:
     expires_at: null
     allowed_models: []
 tenant_models: []
+routes:
+  - id: r-plain
+    name: plain
+    tenant_id: null
+    match:
+      path_prefix: /plain
+    targets:
+      - url: http://$HOST:$MOCK_PORT/v1
+        weight: 1
+    strip_prefix: true
+    plugins: []
 gateway:
   max_body_bytes: 2097152
   access_log_sample_rate: 1.0
@@ -277,26 +288,18 @@ check "nginx" 200 "${CHAT[@]}" "http://$HOST:$NGINX_PORT/v1/chat/completions"
 log "references: direct and nginx"
 run "direct: POST /v1/chat/completions" "$MOCK_PORT" POST /v1/chat/completions "$TMP/chat.json" "$KEY"
 run "nginx proxy_pass: POST /v1/chat/completions" "$NGINX_PORT" POST /v1/chat/completions "$TMP/chat.json" "$KEY"
-run "direct: GET /api/plain" "$MOCK_PORT" GET /api/plain
-run "nginx proxy_pass: GET /api/plain" "$NGINX_PORT" GET /api/plain
+run "direct: GET /v1/models" "$MOCK_PORT" GET /v1/models
+run "nginx proxy_pass: GET /v1/models" "$NGINX_PORT" GET /v1/models
 
 LAT_ROWS=()
 for T in $PROXY_THREADS_LIST; do
     log "Pingora-based proxies with $T thread(s)"
     start bare "$BARE_PORT" "$BIN/bare_pingora" --listen "$HOST:$BARE_PORT" --upstream "$HOST:$MOCK_PORT" --threads "$T"
     bare_pid=$LAST_PID
-    mkdir -p "$TMP/data-$T" "$TMP/data-plain-$T"
+    mkdir -p "$TMP/data-$T"
     start medgate "$MEDGATE_PORT" env MEDGATE_PROXY_THREADS="$T" RUST_LOG=warn \
         "$BIN/medgate" proxy --config "$TMP/gateway.yaml" --proxy-listen "$HOST:$MEDGATE_PORT" --data-dir "$TMP/data-$T"
     medgate_pid=$LAST_PID
-    # The plain route: in static mode medgate has no route on Pingora's native path; the
-    # management passthrough (/api/* to the control plane) is one. A second instance takes the
-    # mock as its "control plane", so /api/* is proxied to it like bare Pingora does. (Its
-    # snapshot poll gets a 404 from the mock and retries every 5 s: no snapshot, no inference.)
-    start medgate-plain "$MEDGATE_PLAIN_PORT" env MEDGATE_PROXY_THREADS="$T" RUST_LOG=error \
-        MEDGATE_CONTROL_PLANE_URL="http://$HOST:$MOCK_PORT" MEDGATE_NODE_TOKEN=bench-not-a-token \
-        "$BIN/medgate" proxy --proxy-listen "$HOST:$MEDGATE_PLAIN_PORT" --data-dir "$TMP/data-plain-$T"
-    plain_pid=$LAST_PID
     for _ in $(seq 1 100); do
         [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$MEDGATE_PORT/readyz") == 200 ]] && break
         sleep 0.1
@@ -304,14 +307,14 @@ for T in $PROXY_THREADS_LIST; do
     check "bare pingora" 200 "${CHAT[@]}" "http://$HOST:$BARE_PORT/v1/chat/completions"
     check "medgate inference" 200 "${CHAT[@]}" "http://$HOST:$MEDGATE_PORT/v1/chat/completions"
     check "medgate /v1/models" 200 -H "Authorization: Bearer $KEY" "http://$HOST:$MEDGATE_PORT/v1/models"
-    check "medgate plain route" 404 "http://$HOST:$MEDGATE_PLAIN_PORT/api/plain"
-    grep -q '"unknown_route"' "$TMP/check.out" && die "the plain route was answered by medgate, not proxied"
+    check "medgate plain route" 200 "http://$HOST:$MEDGATE_PORT/plain/models"
+    grep -q '"mock-echo"' "$TMP/check.out" || die "the plain route did not reach the mock: $(head -c 300 "$TMP/check.out")"
 
     run "bare Pingora ($T thr): POST /v1/chat/completions" "$BARE_PORT" POST /v1/chat/completions "$TMP/chat.json" "$KEY"
     run "medgate inference ($T thr): POST /v1/chat/completions" "$MEDGATE_PORT" POST /v1/chat/completions "$TMP/chat.json" "$KEY"
-    run "bare Pingora ($T thr): GET /api/plain" "$BARE_PORT" GET /api/plain
-    run "medgate plain route ($T thr): GET /api/plain" "$MEDGATE_PLAIN_PORT" GET /api/plain
-    run "medgate local ($T thr): GET /v1/models" "$MEDGATE_PORT" GET /v1/models "" "$KEY"
+    run "bare Pingora ($T thr): GET /v1/models" "$BARE_PORT" GET /v1/models
+    run "medgate plain route ($T thr): GET /plain/models" "$MEDGATE_PORT" GET /plain/models
+    run "medgate local ($T thr): GET /v1/models with key" "$MEDGATE_PORT" GET /v1/models "" "$KEY"
 
     # p99 added latency at half of medgate's saturating load: wrk (no wrk2 in Debian) with a
     # per-connection delay between requests, same offered load for direct and medgate.
@@ -323,8 +326,8 @@ for T in $PROXY_THREADS_LIST; do
     run "half load ($T thr), medgate inference" "$MEDGATE_PORT" POST /v1/chat/completions "$TMP/chat.json" "$KEY" "$lat_conns" "$delay"
     LAT_ROWS+=("$T|$sat|$lat_conns|$delay")
 
-    stop_pids "$bare_pid" "$medgate_pid" "$plain_pid"
-    forget_pids "$bare_pid" "$medgate_pid" "$plain_pid"
+    stop_pids "$bare_pid" "$medgate_pid"
+    forget_pids "$bare_pid" "$medgate_pid"
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +346,8 @@ SECTION=$TMP/section.md
     echo "- Tools: $(wrk --version 2>&1 | head -1 | awk '{ print "wrk", $2 }'), $(nginx -v 2>&1 | sed 's/nginx version: //'), Pingora $(awk '/^name = "pingora"$/ { getline; gsub(/"/, "", $3); print $3; exit }' "$ROOT/Cargo.lock")"
     echo "- Everything (wrk, mock upstream, proxies) shares the same $(nproc) cores, on 127.0.0.1."
     echo "- Request: POST /v1/chat/completions, $(wc -c <"$TMP/chat.json") byte JSON chat body with a bearer key; the mock upstream answers a ~0.4 KB JSON completion with Content-Length. medgate's model \`$MODEL\` maps to upstream model \`mock-echo\`, so medgate rewrites the body on every request."
-    echo "- Plain route: GET /api/plain proxied on Pingora's native path; the mock answers it with a small 404 JSON error (it only serves /v1/*), identically for every row, so the non-2xx counts are expected there."
+    echo "- Plain route: a generic route of the static gateway file (\`/plain\` with strip_prefix, to \`http://$HOST:$MOCK_PORT/v1\`, no plugins), so medgate's GET /plain/models and the references' GET /v1/models reach the mock as the same GET /v1/models (a ~0.1 KB JSON list)."
+    echo "- medgate's access log is on for every request (\`access_log_sample_rate: 1.0\`, the default); in static mode usage events and access-log entries go to spool files in the data directory."
     echo
     echo "### Saturating throughput ($CONNECTIONS connections)"
     echo
@@ -356,7 +360,7 @@ SECTION=$TMP/section.md
             t=${BASH_REMATCH[1]}
             case $label in
                 "medgate inference"*) ref=$(ratio "$rps" "$(rps_of "bare Pingora ($t thr): POST /v1/chat/completions")")x ;;
-                "medgate plain route"*) ref=$(ratio "$rps" "$(rps_of "bare Pingora ($t thr): GET /api/plain")")x ;;
+                "medgate plain route"*) ref=$(ratio "$rps" "$(rps_of "bare Pingora ($t thr): GET /v1/models")")x ;;
                 "medgate local"*) ref="(local answer, no upstream)" ;;
             esac
         fi
@@ -387,7 +391,7 @@ SECTION=$TMP/section.md
     echo "| ---: | --- | --- | --- |"
     for r in "${LAT_ROWS[@]}"; do
         IFS='|' read -r t _ <<<"$r"
-        pr=$(ratio "$(rps_of "medgate plain route ($t thr): GET /api/plain")" "$(rps_of "bare Pingora ($t thr): GET /api/plain")")
+        pr=$(ratio "$(rps_of "medgate plain route ($t thr): GET /plain/models")" "$(rps_of "bare Pingora ($t thr): GET /v1/models")")
         ir=$(ratio "$(rps_of "medgate inference ($t thr): POST /v1/chat/completions")" "$(rps_of "bare Pingora ($t thr): POST /v1/chat/completions")")
         added=$(awk -v a="$(p99_of "half load ($t thr), medgate inference")" -v b="$(p99_of "half load ($t thr), direct")" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
         echo "| $t | ${pr}x: $(verdict "$pr" 0.95 ge) | ${ir}x: $(verdict "$ir" 0.8 ge) | ${added} ms: $(verdict "$added" 1 le) |"
