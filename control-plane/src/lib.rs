@@ -22,6 +22,7 @@ pub mod routing;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod templates;
 pub mod tenant_models;
 pub mod tenants;
 pub mod validate;
