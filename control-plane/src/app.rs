@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     let api = crate::metrics::routes(api);
     let api = routing::routes(api);
     let api = domains::routes(api);
+    let api = crate::templates::routes(api);
     let api = audit::routes(api);
     let api = snapshot::routes(api);
     let api = api

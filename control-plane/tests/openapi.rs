@@ -67,6 +67,16 @@ const SEED: &[(&str, &str)] = &[
     ("delete", "/api/domains/{id}"),
     ("post", "/api/domains/{id}/verify"),
     ("get", "/api/tenants/{tenantId}/domains"),
+    ("get", "/api/templates"),
+    ("post", "/api/templates"),
+    ("get", "/api/templates/{id}"),
+    ("put", "/api/templates/{id}"),
+    ("delete", "/api/templates/{id}"),
+    ("get", "/api/tenants/{tenantId}/templates"),
+    ("get", "/api/templates/{id}/versions"),
+    ("post", "/api/templates/{id}/versions"),
+    ("get", "/api/templates/{id}/versions/{version}"),
+    ("post", "/api/templates/{id}/publish"),
 ];
 
 async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {
