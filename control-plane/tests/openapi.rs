@@ -77,6 +77,7 @@ const SEED: &[(&str, &str)] = &[
     ("post", "/api/templates/{id}/versions"),
     ("get", "/api/templates/{id}/versions/{version}"),
     ("post", "/api/templates/{id}/publish"),
+    ("post", "/api/templates/{id}/validate"),
 ];
 
 async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {

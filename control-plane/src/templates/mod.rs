@@ -4,7 +4,9 @@
 //! invariants (que-*) that every draft must keep before it can be published. [`Template`]
 //! holds the one editable draft; [`versions`] the frozen, append-only published content.
 
+mod enable;
 pub mod model;
+pub mod record;
 mod resource;
 mod routes;
 pub mod structure;

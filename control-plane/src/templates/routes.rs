@@ -1,15 +1,19 @@
 //! Routes of API §4.1–§4.2: template CRUD from the generic resource layer, the per-tenant
-//! list, version history, create-version and publish.
+//! list, version history, create-version, publish, and record validation (§4.4).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::record::{self, RecordData, Severity, ValidationReport};
 use super::resource::{no_draft, Template, TemplateStatus};
 use super::structure;
 use super::versions::{self, TemplateVersion, VersionSummary};
-use crate::api::extract::{ApiPath, ApiQuery};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::pagination::Page;
 use crate::api::{ApiBuilder, AuditTarget, Endpoint};
 use crate::auth::{Access, Principal};
@@ -76,6 +80,64 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
         .status(201),
         publish,
     )
+    .add(
+        Endpoint::post(
+            "/api/templates/{id}/validate",
+            "templates.validate",
+            "Check record data against a published version (the current one by default)",
+        )
+        .access(Access::Read)
+        .resource(Template::KIND)
+        .query::<ValidateQuery>()
+        .request::<RecordData>()
+        .response::<ValidationReport>()
+        // Changes nothing, and the body is patient data that must stay out of the audit log.
+        .unaudited(),
+        validate_record,
+    )
+}
+
+/// Query of the validate endpoint.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateQuery {
+    /// The version the record is pinned to; the current version when left out.
+    pub version: Option<i64>,
+}
+
+async fn validate_record(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ValidateQuery>,
+    ApiJson(record): ApiJson<RecordData>,
+) -> ApiResult<Json<ValidationReport>> {
+    let template = visible(&state, &principal, &id).await?;
+    if record.items.len() > record::MAX_RECORD_ITEMS {
+        return Err(ApiError::invalid(
+            "items",
+            format!("at most {} items", record::MAX_RECORD_ITEMS),
+        ));
+    }
+    let number = match q.version.or(template.current_version) {
+        Some(n) => n,
+        None => {
+            return Err(ApiError::conflict(
+                "not_published",
+                "the template has no published version to validate against",
+            ))
+        }
+    };
+    let mut conn = state.store().reader().acquire().await?;
+    let version = versions::get(&mut conn, &id, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found("template_version", format!("{id} v{number}")))?;
+    let issues = record::validate(&version.content, &record);
+    Ok(Json(ValidationReport {
+        valid: !issues.iter().any(|i| i.severity == Severity::Error),
+        version: number,
+        issues,
+    }))
 }
 
 async fn list_tenant(
