@@ -55,8 +55,8 @@ impl<'a, 'r> Enablement<'a, 'r> {
         }
     }
 
-    /// Whether `link_id` is enabled. A dependency cycle (which the template checks do not
-    /// forbid yet) counts as disabled rather than recursing for ever.
+    /// Whether `link_id` is enabled. Publishing refuses dependency cycles; should stored
+    /// content hold one anyway, it counts as disabled rather than recursing for ever.
     pub fn enabled(&mut self, link_id: &str) -> bool {
         let Some(&(item, parent)) = self.index.items.get(link_id) else {
             return false;

@@ -71,6 +71,63 @@ pub fn check(content: &Content) -> Result<(), Violation> {
     for (item, _) in &all {
         check_item(item, &types)?;
     }
+    check_cycles(content)
+}
+
+/// An item depends on the questions its enableWhen names and on its parent (whose state it
+/// inherits). A cycle there would make an item enabled only if it already were, so it is
+/// refused at save time.
+fn check_cycles(content: &Content) -> Result<(), Violation> {
+    fn edges<'a>(
+        items: &'a [Item],
+        parent: Option<&'a str>,
+        out: &mut HashMap<&'a str, Vec<&'a str>>,
+    ) {
+        for item in items {
+            let mut deps: Vec<&str> = item
+                .enable_when
+                .iter()
+                .map(|c| c.question.as_str())
+                .collect();
+            deps.extend(parent);
+            out.insert(&item.link_id, deps);
+            edges(&item.items, Some(&item.link_id), out);
+        }
+    }
+    let mut deps = HashMap::new();
+    edges(&content.items, None, &mut deps);
+    // 1 = on the current path, 2 = done. Iterative, so a long chain cannot overflow the stack.
+    let mut color: HashMap<&str, u8> = HashMap::new();
+    for (item, _) in content.walk() {
+        let start = item.link_id.as_str();
+        if color.contains_key(start) {
+            continue;
+        }
+        let mut stack = vec![(start, 0usize)];
+        color.insert(start, 1);
+        while let Some((node, next)) = stack.pop() {
+            let out = deps.get(node).map(Vec::as_slice).unwrap_or(&[]);
+            let Some(&dep) = out.get(next) else {
+                color.insert(node, 2);
+                continue;
+            };
+            stack.push((node, next + 1));
+            match color.get(dep) {
+                Some(1) => {
+                    return Err(Violation {
+                        rule: "enable-when",
+                        link_id: node.to_owned(),
+                        message: format!("enable_when dependencies form a cycle through {dep:?}"),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    color.insert(dep, 1);
+                    stack.push((dep, 0));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

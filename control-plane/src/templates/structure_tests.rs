@@ -217,3 +217,23 @@ fn the_violation_is_a_422_naming_rule_and_link_id() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn enable_when_cycles_are_refused() {
+    let items = json!([
+        {"link_id": "a", "type": "string", "enable_when": [{"question": "b", "operator": "exists", "answer": {"boolean": true}}]},
+        {"link_id": "b", "type": "string", "enable_when": [{"question": "a", "operator": "exists", "answer": {"boolean": true}}]}
+    ]);
+    assert_eq!(rule_of(items).0, "enable-when");
+    // A group enabled by its own child's answer is a cycle too.
+    let items = json!([{"link_id": "g", "type": "group",
+        "enable_when": [{"question": "x", "operator": "exists", "answer": {"boolean": true}}],
+        "items": [{"link_id": "x", "type": "string"}]}]);
+    assert_eq!(rule_of(items), ("enable-when", "x".into()));
+    // A chain is fine.
+    check(&content(json!([
+        {"link_id": "a", "type": "string"},
+        {"link_id": "b", "type": "string", "enable_when": [{"question": "a", "operator": "exists", "answer": {"boolean": true}}]},
+        {"link_id": "c", "type": "string", "enable_when": [{"question": "b", "operator": "exists", "answer": {"boolean": true}}]}
+    ]))).expect("a chain");
+}
