@@ -9,8 +9,9 @@
 //!   field, and the same with the model rewritten and the body serialized again;
 //! - `sse_meter`: `SseMeter::feed` over a 50-event chat stream fed event by event, passing the
 //!   usage chunk through or hiding it;
-//! - `snapshot_swap`: `Catalog::new` (indexing) and `Shared::install` (validation, content
-//!   hash, indexing and the swap itself) for 10k tenants, 100k keys and 100 models.
+//! - `snapshot_swap`: `Snapshot::validate` (with the content hash), `Catalog::new` (indexing)
+//!   and `Shared::install` (validation, indexing and the swap itself; with and without writing
+//!   the last good snapshot to disk) for 10k tenants, 100k keys and 100 models.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -272,15 +273,32 @@ fn snapshot_swap(c: &mut Criterion) {
     let snapshot = big_snapshot();
     let mut group = c.benchmark_group("snapshot_10k_tenants_100k_keys_100_models");
     group.sample_size(10);
+    group.bench_function("Snapshot::validate (includes the content hash)", |b| {
+        b.iter(|| snapshot.validate().is_ok())
+    });
     group.bench_function("Catalog::new", |b| {
         b.iter_batched(|| snapshot.clone(), Catalog::new, BatchSize::PerIteration)
     });
     let shared = Shared::new(None);
     shared.install(snapshot.clone()).expect("valid");
-    group.bench_function("Shared::install (validate + hash + index + swap)", |b| {
+    group.bench_function(
+        "Shared::install, no persistence (validate + index + swap)",
+        |b| {
+            b.iter_batched(
+                || snapshot.clone(),
+                |s| shared.install(s).expect("valid"),
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    // As the server runs it: the last good snapshot is also written to the data directory.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let persisted = Shared::new(Some(dir.path().join("last-good-snapshot.json")));
+    persisted.install(snapshot.clone()).expect("valid");
+    group.bench_function("Shared::install, persisted (as the server runs it)", |b| {
         b.iter_batched(
             || snapshot.clone(),
-            |s| shared.install(s).expect("valid"),
+            |s| persisted.install(s).expect("valid"),
             BatchSize::PerIteration,
         )
     });
