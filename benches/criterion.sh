@@ -32,6 +32,11 @@ cargo bench -p medgate-benches -- --warm-up-time 1 --measurement-time 3 "$@" | t
         function bracket(s,    a) { match(s, /\[[^]]*\]/); split(substr(s, RSTART + 1, RLENGTH - 2), a, " "); lo = a[1] " " a[2]; est = a[3] " " a[4]; hi = a[5] " " a[6] }
         function flush() { if (id != "") printf "| %s | %s | %s to %s | %s |\n", id, t_est, t_lo, t_hi, (thr == "" ? "" : thr); id = ""; thr = "" }
         /^Benchmarking / { next }
+        # A rerun compares with the saved baseline: skip its "change:" block (time and thrpt
+        # lines in percent) up to the next benchmark.
+        /^[ \t]+change:/ { in_change = 1; next }
+        /^[^ \t]/ { in_change = 0 }
+        in_change { next }
         /time:[ \t]+\[/ {
             flush()
             i = index($0, "time:")

@@ -369,7 +369,7 @@ SECTION=$TMP/section.md
     echo
     echo "### p99 added latency at half of medgate's saturating load"
     echo
-    echo "No wrk2 in Debian: wrk with a ${delay:-10} ms pause per connection between requests, the same offered load for both rows (closed loop, so this understates queueing compared to a constant-rate tool)."
+    echo "No wrk2 in Debian: wrk with a ${delay:-10} ms pause per connection between requests, the same offered load for every row (closed loop, so this understates queueing compared to a constant-rate tool)."
     echo
     echo "| Threads | medgate saturating req/s | connections | target | req/s | p50 ms | p99 ms | p99 added over direct, ms |"
     echo "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
