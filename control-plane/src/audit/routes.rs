@@ -12,7 +12,7 @@ use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::{ApiBuilder, Endpoint};
 use crate::auth::{Access, Principal};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// Most entries one export returns; narrow the time range for more.
@@ -115,15 +115,7 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
 
 /// Tenant-scoped callers are confined to their tenant whatever filter they send.
 fn scoped(principal: &Principal, mut filter: AuditFilter) -> ApiResult<AuditFilter> {
-    if let Some(own) = principal.tenant_scope() {
-        if filter.tenant_id.as_deref().is_some_and(|t| t != own) {
-            return Err(ApiError::not_found(
-                "tenant",
-                filter.tenant_id.unwrap_or_default(),
-            ));
-        }
-        filter.tenant_id = Some(own.to_owned());
-    }
+    filter.tenant_id = principal.tenant_filter(filter.tenant_id.take())?;
     Ok(filter)
 }
 

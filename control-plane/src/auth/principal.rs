@@ -118,6 +118,16 @@ impl Principal {
     }
 
     /// 404 (not 403) when a tenant-scoped caller names another tenant's resource.
+    /// The tenant filter of a list: a tenant-scoped caller is confined to its own tenant
+    /// whatever it asks for, and naming another tenant is a 404.
+    pub fn tenant_filter(&self, requested: Option<String>) -> ApiResult<Option<String>> {
+        match (self.tenant_scope(), requested) {
+            (Some(own), Some(t)) if t != own => Err(ApiError::not_found("tenant", t)),
+            (Some(own), _) => Ok(Some(own.to_owned())),
+            (None, requested) => Ok(requested),
+        }
+    }
+
     pub fn check_tenant(
         &self,
         tenant_id: Option<&str>,

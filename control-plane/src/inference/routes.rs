@@ -84,15 +84,7 @@ async fn list(
     principal: Principal,
     ApiQuery(mut q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Page<InferenceRecord>>> {
-    if let Some(own) = principal.tenant_scope() {
-        if q.tenant_id.as_deref().is_some_and(|t| t != own) {
-            return Err(ApiError::not_found(
-                "tenant",
-                q.tenant_id.unwrap_or_default(),
-            ));
-        }
-        q.tenant_id = Some(own.to_owned());
-    }
+    q.tenant_id = principal.tenant_filter(q.tenant_id.take())?;
     respond(&state, &q).await
 }
 
