@@ -68,6 +68,8 @@ fn model(i: usize) -> ModelEntry {
             url: "http://127.0.0.1:18401/v1".into(),
             weight: 1,
             api_key: Some("sk-upstream".into()),
+            pool: None,
+            max_concurrency: None,
         }],
         upstream_model: format!("vendor-model-{i:03}"),
         connect_timeout_ms: 2000,

@@ -10,13 +10,19 @@
 
 pub mod access_log;
 pub mod node;
+pub mod protection;
 pub mod routing;
 pub mod settings;
 pub mod snapshot;
 pub mod usage;
 
 pub use access_log::{AccessLogBatch, AccessLogEntry};
-pub use node::{Heartbeat, HeartbeatAck};
+pub use node::{BreakerReport, BreakerState, Heartbeat, HeartbeatAck, ServiceReport};
+pub use protection::{
+    BreakerEntry, BreakerStrategy, BreakerTarget, BreakerTargetKind, DegradationEntry,
+    DegradationTrigger, FinalAction, LimitMetric, LimitMode, LimitScope, LimitWindow,
+    ProtectionEntry, RateLimitEntry, RuleError, StoreFailureMode,
+};
 pub use routing::{
     DomainEntry, HealthCheck, LoadBalancing, RouteEntry, RouteMatch, RouteTarget, RouteTimeouts,
     RoutingError,

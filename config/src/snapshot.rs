@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::protection::{ProtectionEntry, RuleError};
 use crate::routing::{DomainEntry, RouteEntry, RoutingError};
 
 /// The compiled configuration of the data plane at one version.
@@ -36,6 +37,9 @@ pub struct Snapshot {
     /// Verified custom domains, each mapping a Host to its tenant (API §8).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<DomainEntry>,
+    /// Rate limits, circuit breakers, degradation rules, recovery commands (API §6, §7.2).
+    #[serde(default, skip_serializing_if = "ProtectionEntry::is_empty")]
+    pub protection: ProtectionEntry,
 }
 
 /// What the data plane knows about one tenant.
@@ -104,6 +108,16 @@ pub struct IsolationEntry {
     pub queue_timeout_ms: Option<u64>,
     pub max_share_of_upstream_pct: Option<u8>,
     pub allowed_cidrs: Vec<String>,
+    /// Upstreams of this pool (`UpstreamEntry::pool`) serve the tenant; None: the shared pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedicated_pool: Option<String>,
+    /// Whether the tenant may use the shared pool when its dedicated pool cannot serve.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub spillover_to_shared: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A model clients can call, and where the gateway sends it.
@@ -138,6 +152,14 @@ pub struct UpstreamEntry {
     pub weight: u32,
     /// Sent upstream as a bearer token; never returned by the management API.
     pub api_key: Option<String>,
+    /// Dedicated pool this upstream belongs to (only tenants of that pool use it); None: the
+    /// shared pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Concurrent requests the upstream is sized for; tenants' share caps
+    /// (`max_share_of_upstream_pct`) are computed from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 /// How one request parameter (e.g. `max_tokens`, `temperature`) is treated.
@@ -322,6 +344,8 @@ pub enum SnapshotError {
     DuplicateKey(String),
     #[error(transparent)]
     Routing(#[from] RoutingError),
+    #[error("protection rule {0}")]
+    Protection(#[from] RuleError),
     #[error("gateway.{field}: {message}")]
     BadGateway {
         field: &'static str,
@@ -365,6 +389,7 @@ impl Snapshot {
             gateway,
             routes: Vec::new(),
             domains: Vec::new(),
+            protection: ProtectionEntry::default(),
         };
         snapshot.hash = snapshot.content_hash();
         snapshot
@@ -386,6 +411,9 @@ impl Snapshot {
         }
         if !self.domains.is_empty() {
             content["domains"] = serde_json::json!(self.domains);
+        }
+        if !self.protection.is_empty() {
+            content["protection"] = serde_json::json!(self.protection);
         }
         // serde_json maps are ordered (BTreeMap) without the preserve_order feature, and
         // structs serialize in declaration order: the text is canonical for our types.
@@ -443,6 +471,7 @@ impl Snapshot {
             }
         }
         crate::routing::validate(self)?;
+        self.protection.validate()?;
         Ok(())
     }
 

@@ -43,6 +43,9 @@ pub async fn run(
                 started_at: instance.started_at.clone(),
                 requests_total: total,
                 requests_per_sec: rate.per_sec(total),
+                breakers: Vec::new(),
+                services: Vec::new(),
+                rate_limited_total: 0,
             };
             let mut request = http
                 .post(format!("{url}/api/internal/heartbeat"))

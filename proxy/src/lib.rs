@@ -13,6 +13,7 @@ pub mod inference;
 pub mod instance;
 pub mod metrics;
 pub mod openai_error;
+pub mod protection;
 pub mod routing;
 pub mod server;
 pub mod shared;

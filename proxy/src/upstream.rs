@@ -146,6 +146,8 @@ mod tests {
             url: url.into(),
             weight: 1,
             api_key: Some("sk".into()),
+            pool: None,
+            max_concurrency: None,
         }
     }
 

@@ -139,6 +139,8 @@ impl Model {
                     url: u.url.clone(),
                     weight: u.weight,
                     api_key: u.api_key.clone(),
+                    pool: None,
+                    max_concurrency: None,
                 })
                 .collect(),
             upstream_model: self.upstream_model.clone(),

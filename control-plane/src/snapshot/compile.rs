@@ -136,6 +136,13 @@ fn tenant_entry(
             queue_timeout_ms: p.spec.compute.queue_timeout_ms,
             max_share_of_upstream_pct: p.spec.compute.max_share_of_upstream_pct,
             allowed_cidrs: p.spec.network.allowed_cidrs.clone(),
+            dedicated_pool: p
+                .spec
+                .upstreams
+                .pool
+                .strip_prefix("dedicated:")
+                .map(str::to_owned),
+            spillover_to_shared: p.spec.upstreams.spillover_to_shared,
         });
     TenantEntry {
         id: t.id,

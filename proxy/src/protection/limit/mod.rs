@@ -1,0 +1,1 @@
+//! Rate limiters (being written).
