@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use medgate_config::node::STALE_AFTER_SECS;
-use medgate_config::Heartbeat;
-use serde::Serialize;
+use medgate_config::{BreakerReport, Heartbeat, ServiceReport};
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -55,15 +55,19 @@ pub async fn record(store: &Store, beat: &Heartbeat) -> ApiResult<()> {
             "must be a finite number, 0 or more",
         ));
     }
+    let report = ProtectionReport::of(beat)?;
+    let report = serde_json::to_string(&report).map_err(ApiError::internal)?;
     let now = Utc::now();
     let mut tx = store.begin().await?;
     sqlx::query(
         "INSERT INTO proxy_instances (instance_id, address, snapshot_version, started_at, \
-         requests_total, requests_per_sec, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         requests_total, requests_per_sec, last_heartbeat_at, protection_report) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (instance_id) DO UPDATE SET address = excluded.address, \
          snapshot_version = excluded.snapshot_version, started_at = excluded.started_at, \
          requests_total = excluded.requests_total, requests_per_sec = excluded.requests_per_sec, \
-         last_heartbeat_at = excluded.last_heartbeat_at",
+         last_heartbeat_at = excluded.last_heartbeat_at, \
+         protection_report = excluded.protection_report",
     )
     .bind(beat.instance_id.clone())
     .bind(beat.address.clone())
@@ -72,6 +76,7 @@ pub async fn record(store: &Store, beat: &Heartbeat) -> ApiResult<()> {
     .bind(total)
     .bind(beat.requests_per_sec)
     .bind(store::timestamp(now))
+    .bind(report)
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM proxy_instances WHERE last_heartbeat_at < $1")
@@ -95,6 +100,82 @@ pub async fn list(store: &Store) -> ApiResult<Vec<InstanceStatus>> {
         .iter()
         .map(|r| from_row(r, now))
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// What a proxy reported about traffic protection in its latest heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ProtectionReport {
+    pub breakers: Vec<BreakerReport>,
+    pub services: Vec<ServiceReport>,
+    pub rate_limited_total: u64,
+}
+
+impl ProtectionReport {
+    /// Bounds what one heartbeat may store (a proxy has one entry per breaker state and
+    /// upstream service, so thousands mean a broken or hostile sender).
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn of(beat: &Heartbeat) -> ApiResult<Self> {
+        if beat.breakers.len() > Self::MAX_ENTRIES {
+            return Err(ApiError::invalid("breakers", "too many entries"));
+        }
+        if beat.services.len() > Self::MAX_ENTRIES {
+            return Err(ApiError::invalid("services", "too many entries"));
+        }
+        for s in &beat.services {
+            validate::text("services.service", &s.service, 1, 2048)?;
+            if !s.mean_latency_ms.is_finite() || s.mean_latency_ms < 0.0 {
+                return Err(ApiError::invalid(
+                    "services.mean_latency_ms",
+                    "must be a finite number, 0 or more",
+                ));
+            }
+        }
+        for b in &beat.breakers {
+            validate::text("breakers.breaker_id", &b.breaker_id, 1, 128)?;
+        }
+        Ok(Self {
+            breakers: beat.breakers.clone(),
+            services: beat.services.clone(),
+            rate_limited_total: beat.rate_limited_total,
+        })
+    }
+}
+
+/// One live (non-stale) instance's protection report.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct InstanceReport {
+    pub instance_id: String,
+    pub last_heartbeat_at: String,
+    #[serde(flatten)]
+    pub report: ProtectionReport,
+}
+
+/// The protection reports of the instances that reported within the last 30 seconds, oldest
+/// instance first.
+pub async fn live_reports(store: &Store) -> ApiResult<Vec<InstanceReport>> {
+    let since = Utc::now() - Duration::seconds(STALE_AFTER_SECS as i64);
+    let rows = sqlx::query(
+        "SELECT instance_id, last_heartbeat_at, protection_report FROM proxy_instances \
+         WHERE last_heartbeat_at >= $1 ORDER BY instance_id",
+    )
+    .bind(store::timestamp(since))
+    .fetch_all(store.reader())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: Option<String> = row.try_get("protection_report")?;
+        // A heartbeat from before this column existed reports nothing.
+        let report = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        out.push(InstanceReport {
+            instance_id: row.try_get("instance_id")?,
+            last_heartbeat_at: row.try_get("last_heartbeat_at")?,
+            report,
+        });
+    }
+    Ok(out)
 }
 
 /// Instances that reported within the last 30 seconds.

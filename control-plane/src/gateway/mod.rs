@@ -8,6 +8,6 @@ mod reload;
 mod routes;
 
 pub use config::{current as current_config, GatewayConfig, GatewayConfigUpdate};
-pub use instances::{live_count, InstanceStatus};
+pub use instances::{live_count, live_reports, InstanceReport, InstanceStatus, ProtectionReport};
 pub use reload::ReloadReport;
 pub use routes::{routes, GatewayStatus};
