@@ -29,7 +29,8 @@ pub use routing::{
 };
 pub use settings::{Settings, SettingsError};
 pub use snapshot::{
-    ApiKeyEntry, GatewayEntry, KeySecret, ModelEntry, OnViolation, ParameterRule, Snapshot,
-    SnapshotError, TenantEntry, TenantModelEntry, TenantStatus, UpstreamEntry,
+    ApiKeyEntry, GatewayEntry, IsolationEntry, KeySecret, ModelEntry, OnViolation, ParameterRule,
+    PlanQuotas, Snapshot, SnapshotError, TenantEntry, TenantModelEntry, TenantStatus,
+    UpstreamEntry,
 };
 pub use usage::{UsageAck, UsageBatch, UsageEvent};

@@ -29,6 +29,19 @@ pub struct ProtectionEntry {
     pub recoveries: BTreeMap<String, u64>,
 }
 
+impl crate::Snapshot {
+    /// Sets the protection rules (sorted by id, so equal content hashes equally) and
+    /// re-stamps the hash.
+    pub fn with_protection(mut self, mut protection: ProtectionEntry) -> Self {
+        protection.rate_limits.sort_by(|a, b| a.id.cmp(&b.id));
+        protection.breakers.sort_by(|a, b| a.id.cmp(&b.id));
+        protection.degradations.sort_by(|a, b| a.id.cmp(&b.id));
+        self.protection = protection;
+        self.hash = self.content_hash();
+        self
+    }
+}
+
 impl ProtectionEntry {
     pub fn is_empty(&self) -> bool {
         self.rate_limits.is_empty()
@@ -43,19 +56,28 @@ impl ProtectionEntry {
         for rule in &self.rate_limits {
             rule.validate()?;
             if !ids.insert(rule.id.as_str()) {
-                return Err(RuleError::new("id", format!("duplicate rule id {}", rule.id)));
+                return Err(RuleError::new(
+                    "id",
+                    format!("duplicate rule id {}", rule.id),
+                ));
             }
         }
         for rule in &self.breakers {
             rule.validate()?;
             if !ids.insert(rule.id.as_str()) {
-                return Err(RuleError::new("id", format!("duplicate rule id {}", rule.id)));
+                return Err(RuleError::new(
+                    "id",
+                    format!("duplicate rule id {}", rule.id),
+                ));
             }
         }
         for rule in &self.degradations {
             rule.validate()?;
             if !ids.insert(rule.id.as_str()) {
-                return Err(RuleError::new("id", format!("duplicate rule id {}", rule.id)));
+                return Err(RuleError::new(
+                    "id",
+                    format!("duplicate rule id {}", rule.id),
+                ));
             }
         }
         Ok(())
@@ -373,10 +395,11 @@ impl DegradationEntry {
             }
         }
         match &self.final_action {
-            Some(FinalAction::StaticResponse { status, .. })
-                if !(200..=599).contains(status) =>
-            {
-                Err(RuleError::new("final_action.status", "must be an HTTP status"))
+            Some(FinalAction::StaticResponse { status, .. }) if !(200..=599).contains(status) => {
+                Err(RuleError::new(
+                    "final_action.status",
+                    "must be an HTTP status",
+                ))
             }
             Some(FinalAction::Reject { status, .. }) if !(400..=599).contains(status) => Err(
                 RuleError::new("final_action.status", "must be a 4xx or 5xx status"),

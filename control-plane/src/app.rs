@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
     let api = crate::templates::routes(api);
     let api = audit::routes(api);
     let api = snapshot::routes(api);
+    let api = crate::alerts::routes(api);
+    let api = crate::protection::routes(api);
     let api = api
         .add(
             Endpoint::get(

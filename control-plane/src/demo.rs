@@ -126,6 +126,8 @@ pub async fn seed_inference(
             url: upstream_url.into(),
             weight: Some(1),
             api_key: Some(None),
+            pool: None,
+            max_concurrency: None,
         }],
         upstream_model: None,
         connect_timeout_ms: Some(2_000),

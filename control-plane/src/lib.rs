@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_logs;
+pub mod alerts;
 pub mod api;
 mod app;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod inference;
 pub mod keys;
 pub mod metrics;
 pub mod models;
+pub mod protection;
 pub mod resource;
 pub mod routing;
 pub mod snapshot;
@@ -66,13 +68,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Alert rules are evaluated for as long as the API serves.
+    let evaluator = alerts::spawn_evaluator(state.clone(), alerts::EVALUATION_INTERVAL);
     let app = router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    evaluator.abort();
+    served
 }
 
 /// Binds the configured API address.

@@ -12,6 +12,8 @@ use crate::validate;
 
 pub const MAX_UPSTREAMS: usize = 16;
 pub const MAX_WEIGHT: u32 = 1000;
+pub const MAX_POOL_LEN: usize = 64;
+pub const MAX_CONCURRENCY: u32 = 100_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 300_000;
 
@@ -61,6 +63,12 @@ pub struct UpstreamInput {
     /// for the same URL; `null`: no key.
     #[serde(default, deserialize_with = "present")]
     pub api_key: Option<Option<String>>,
+    /// Dedicated pool the upstream belongs to (tenants whose isolation policy names
+    /// `dedicated:<pool>` use it): 1 to 64 of `a-z0-9_-`. Omitted: the shared pool.
+    pub pool: Option<String>,
+    /// Concurrent requests the upstream is sized for, 1 to 100000 (tenants' share caps are
+    /// computed from it). Omitted: unknown.
+    pub max_concurrency: Option<u32>,
 }
 
 impl ModelInput {
@@ -148,10 +156,32 @@ fn upstreams(inputs: Vec<UpstreamInput>, current: Option<&[Upstream]>) -> ApiRes
         if let Some(key) = &api_key {
             validate::text(&field("api_key"), key, 1, 4096)?;
         }
+        if let Some(pool) = &u.pool {
+            let ok = (1..=MAX_POOL_LEN).contains(&pool.len())
+                && pool.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !ok {
+                return Err(ApiError::invalid(
+                    &field("pool"),
+                    format!("must be 1 to {MAX_POOL_LEN} of a-z, 0-9, _ and -"),
+                ));
+            }
+        }
+        if u.max_concurrency
+            .is_some_and(|c| !(1..=MAX_CONCURRENCY).contains(&c))
+        {
+            return Err(ApiError::invalid(
+                &field("max_concurrency"),
+                format!("must be between 1 and {MAX_CONCURRENCY}"),
+            ));
+        }
         out.push(Upstream {
             url: u.url,
             weight,
             api_key,
+            pool: u.pool,
+            max_concurrency: u.max_concurrency,
         });
     }
     if !out.iter().any(|u| u.weight > 0) {

@@ -64,6 +64,12 @@ pub struct Upstream {
     pub url: String,
     pub weight: u32,
     pub api_key: Option<String>,
+    /// Dedicated pool the upstream belongs to; None: the shared pool.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Concurrent requests the upstream is sized for.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
 }
 
 /// Prices in integer minor units of `currency` (used by billing).
@@ -122,6 +128,10 @@ pub struct UpstreamView {
     pub weight: u32,
     /// Whether an API key is stored (the key itself is never returned).
     pub has_api_key: bool,
+    /// Dedicated pool the upstream belongs to; None: the shared pool.
+    pub pool: Option<String>,
+    /// Concurrent requests the upstream is sized for.
+    pub max_concurrency: Option<u32>,
 }
 
 impl Model {
@@ -139,8 +149,8 @@ impl Model {
                     url: u.url.clone(),
                     weight: u.weight,
                     api_key: u.api_key.clone(),
-                    pool: None,
-                    max_concurrency: None,
+                    pool: u.pool.clone(),
+                    max_concurrency: u.max_concurrency,
                 })
                 .collect(),
             upstream_model: self.upstream_model.clone(),
@@ -202,6 +212,8 @@ impl Crud for Model {
                     url: u.url.clone(),
                     weight: u.weight,
                     has_api_key: u.api_key.is_some(),
+                    pool: u.pool.clone(),
+                    max_concurrency: u.max_concurrency,
                 })
                 .collect(),
             upstream_model: self.upstream_model.clone(),

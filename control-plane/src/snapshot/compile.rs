@@ -43,6 +43,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let gateway: GatewayEntry = crate::gateway::current_config(store).await?.entry();
         let routes = resource::load_all::<Route>(store).await?;
         let domains = resource::load_all::<Domain>(store).await?;
+        let protection = crate::protection::load(store).await?;
         if store.config_version().await? != version {
             continue;
         }
@@ -63,6 +64,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             .map(TenantModel::snapshot_entry)
             .collect();
         let (routes, domains) = routing_entries(&routes, &domains, &tenant_ids);
+        let protection = protection.entry(&tenant_ids);
         let tenants = tenants
             .into_iter()
             .map(|t| tenant_entry(t, &plans, &policies))
@@ -75,7 +77,8 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             tenant_models,
             gateway,
         )
-        .with_routing(routes, domains));
+        .with_routing(routes, domains)
+        .with_protection(protection));
     }
 }
 
