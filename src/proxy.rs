@@ -39,6 +39,7 @@ fn options(settings: &Settings, source: ConfigSource) -> ProxyOptions {
         source,
         threads: settings.proxy.threads,
         grace_period_secs: settings.proxy.grace_period_secs,
+        redis_url: settings.redis_url.clone(),
     }
 }
 

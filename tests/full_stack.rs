@@ -156,6 +156,7 @@ async fn world() -> World {
         },
         threads: 2,
         grace_period_secs: 1,
+        redis_url: None,
     })
     .expect("proxy");
     let proxy_url = format!("http://{proxy_addr}");

@@ -174,6 +174,11 @@ impl Catalog {
             .map(|&i| &self.models[i])
     }
 
+    /// A model by its exact name (degradation fallbacks are named by the operator).
+    pub fn model_named(&self, name: &str) -> Option<&ModelRecord> {
+        self.model_by_name.get(name).map(|&i| &self.models[i])
+    }
+
     /// Whether this tenant, with this key, may use the model (ignoring whether it is enabled).
     pub fn allowed(&self, tenant: &TenantEntry, key: &ApiKeyEntry, model: &ModelEntry) -> bool {
         let plan_ok =

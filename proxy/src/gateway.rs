@@ -17,6 +17,7 @@ use crate::inference::{self, Endpoint};
 use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::openai_error::GatewayError;
+use crate::protection::breaker::CallOutcome;
 use crate::routing::{self, RouteCall};
 use crate::shared::Shared;
 use crate::sink::{AccessLogSender, UsageSender};
@@ -37,6 +38,8 @@ pub struct RequestCtx {
     pub response_written: bool,
     /// Set when a generic route took the request (`route` is then `"route"`).
     pub route_call: Option<RouteCall>,
+    /// A route's upstream answered (its status is in `status`).
+    pub upstream_responded: bool,
 }
 
 /// The data plane.
@@ -241,6 +244,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.status = response.status.as_u16();
+        ctx.upstream_responded = true;
         Ok(())
     }
 
@@ -270,8 +274,28 @@ impl ProxyHttp for Gateway {
                 .observe(started.elapsed().as_secs_f64());
         }
         self.instance.count_request();
+        settle_route_call(self, ctx);
         crate::access_log::record(self, session, ctx);
     }
+}
+
+/// Tells a route's circuit breakers and service figures how the call went.
+fn settle_route_call(gw: &Gateway, ctx: &mut RequestCtx) {
+    let Some(call) = ctx.route_call.as_mut() else {
+        return;
+    };
+    let Some(permits) = call.breaker_permits.take() else {
+        return;
+    };
+    let status = ctx.upstream_responded.then_some(ctx.status);
+    permits.record(CallOutcome { status, ttfb: None });
+    let failed = status.is_none_or(|s| s >= 500);
+    let latency = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+    gw.shared.protection.services.record(
+        &format!("route:{}", call.route.entry.id),
+        failed,
+        latency,
+    );
 }
 
 /// The gateway's own endpoints, which no route can take.
@@ -279,7 +303,26 @@ const LOCAL_PATHS: &[&str] = &["/metrics", "/healthz", "/readyz"];
 
 /// Writes a complete JSON response.
 pub async fn write_json(session: &mut Session, status: u16, request_id: &str, body: Bytes) {
-    write_body(session, status, request_id, "application/json", body).await;
+    write_json_with(session, status, request_id, body, &[]).await;
+}
+
+/// Writes a complete JSON response with extra headers.
+pub async fn write_json_with(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+) {
+    write_body_with(
+        session,
+        status,
+        request_id,
+        "application/json",
+        body,
+        headers,
+    )
+    .await;
 }
 
 async fn write_body(
@@ -289,9 +332,23 @@ async fn write_body(
     content_type: &str,
     body: Bytes,
 ) {
-    let Ok(mut head) = ResponseHeader::build(status, Some(3)) else {
+    write_body_with(session, status, request_id, content_type, body, &[]).await;
+}
+
+async fn write_body_with(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    content_type: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+) {
+    let Ok(mut head) = ResponseHeader::build(status, Some(3 + headers.len())) else {
         return;
     };
+    for (name, value) in headers {
+        let _ = head.insert_header(*name, value);
+    }
     let _ = head.insert_header("content-type", content_type);
     let _ = head.insert_header("content-length", body.len().to_string());
     let _ = head.insert_header("x-request-id", request_id);
@@ -308,7 +365,7 @@ async fn write_body(
 /// reused, so keep-alive is turned off for refusals before the body was read.
 pub async fn write_error(session: &mut Session, request_id: &str, error: &GatewayError) {
     let body = error.body();
-    if matches!(error.status, 413 | 401 | 403 | 404 | 503) {
+    if matches!(error.status, 413 | 401 | 403 | 404 | 503) || !session.is_body_done() {
         session.set_keepalive(None);
     }
     let Ok(head) = error.header(request_id, body.len()) else {

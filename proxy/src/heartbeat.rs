@@ -2,6 +2,8 @@
 //! [`HEARTBEAT_INTERVAL_SECS`], and right after a new snapshot is applied, so that
 //! `POST /api/gateway/reload` can tell within a moment which proxies took the new version.
 //! A failed heartbeat is only logged: the control plane marks a silent instance stale.
+//! Heartbeats also carry the protection report (breaker states, per-service figures since the
+//! previous heartbeat, rate-limit refusals), and a breaker transition sends one at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,10 +33,17 @@ pub async fn run(
     let mut rate = RateMeter::new(instance.requests_total());
     let mut reported_version = None;
     let mut last_sent: Option<Instant> = None;
+    let mut transitions = shared.protection.breakers.transitions();
     loop {
         let version = shared.version();
         let due = last_sent.is_none_or(|t| t.elapsed() >= interval);
-        if due || version != reported_version {
+        // A breaker that opened or closed is reported at once, not at the next interval.
+        let breaker_moved = transitions.has_changed().unwrap_or(false);
+        if breaker_moved {
+            transitions.borrow_and_update();
+        }
+        if due || version != reported_version || breaker_moved {
+            let (breakers, services) = shared.protection.reports();
             let total = instance.requests_total();
             let beat = Heartbeat {
                 instance_id: instance.id.clone(),
@@ -43,9 +52,9 @@ pub async fn run(
                 started_at: instance.started_at.clone(),
                 requests_total: total,
                 requests_per_sec: rate.per_sec(total),
-                breakers: Vec::new(),
-                services: Vec::new(),
-                rate_limited_total: 0,
+                breakers,
+                services,
+                rate_limited_total: shared.protection.rate_limited_total(),
             };
             let mut request = http
                 .post(format!("{url}/api/internal/heartbeat"))

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub ttft: HistogramVec,
     pub tokens: IntCounterVec,
     pub errors: IntCounterVec,
+    pub rate_limited: IntCounterVec,
     pub snapshot_version: IntGauge,
 }
 
@@ -63,6 +64,14 @@ impl Metrics {
             &["code"],
         )
         .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "medgate_proxy_rate_limited_total",
+                "Requests refused by rate limits or bulkheads, by tenant",
+            ),
+            &["tenant"],
+        )
+        .expect("valid metric");
         let snapshot_version = IntGauge::new(
             "medgate_proxy_snapshot_version",
             "Version of the snapshot in force",
@@ -74,6 +83,7 @@ impl Metrics {
             Box::new(ttft.clone()),
             Box::new(tokens.clone()),
             Box::new(errors.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(snapshot_version.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -85,6 +95,7 @@ impl Metrics {
             ttft,
             tokens,
             errors,
+            rate_limited,
             snapshot_version,
         }
     }

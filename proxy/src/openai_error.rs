@@ -15,6 +15,8 @@ pub struct GatewayError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<&'static str>,
+    /// Extra response headers (Retry-After, X-RateLimit-*, the degraded marker).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl GatewayError {
@@ -30,7 +32,13 @@ impl GatewayError {
             code,
             message: message.into(),
             param: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_param(mut self, param: &'static str) -> Self {
@@ -55,10 +63,13 @@ impl GatewayError {
 
     /// Response header for this error (JSON, with its length).
     pub fn header(&self, request_id: &str, body_len: usize) -> pingora::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(self.status, Some(4))?;
+        let mut h = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
         h.insert_header("content-type", "application/json")?;
         h.insert_header("content-length", body_len.to_string())?;
         h.insert_header("x-request-id", request_id)?;
+        for (name, value) in &self.headers {
+            h.insert_header(*name, value)?;
+        }
         Ok(h)
     }
 }

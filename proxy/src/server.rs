@@ -20,8 +20,14 @@ use tokio::sync::Notify;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
 use crate::metrics::Metrics;
+use crate::protection::clock::SystemClock;
+use crate::protection::limit::RedisLimitStore;
+use crate::protection::Protection;
 use crate::shared::Shared;
 use crate::sink::{self, EventSink, Overflow, SinkConfig, SinkEvent};
+
+/// Longest a rate-limit call to Redis may take before the rule's failure mode applies.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// How to run the proxy.
 #[derive(Debug, Clone)]
@@ -35,6 +41,8 @@ pub struct ProxyOptions {
     pub threads: usize,
     /// Seconds in-flight requests get to finish on a graceful stop.
     pub grace_period_secs: u64,
+    /// `redis://...` for cluster-mode rate limits; None counts them in this process only.
+    pub redis_url: Option<String>,
 }
 
 /// Where the snapshot comes from.
@@ -92,9 +100,18 @@ impl ShutdownSignalWatch for StopWatch {
 pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
     // Fail early and clearly when the port is taken (Pingora would panic in its thread).
     drop(std::net::TcpListener::bind(options.listen)?);
-    let shared = Arc::new(Shared::new(Some(
-        options.data_dir.join("last-good-snapshot.json"),
-    )));
+    let redis = match &options.redis_url {
+        Some(url) => Some(
+            RedisLimitStore::new(url, REDIS_TIMEOUT)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
+    let protection = Arc::new(Protection::new(SystemClock::shared(), redis));
+    let shared = Arc::new(Shared::with_protection(
+        Some(options.data_dir.join("last-good-snapshot.json")),
+        protection,
+    ));
     shared.load_persisted();
     let (control_plane, control_plane_host, sink_url, node_token) = match &options.source {
         ConfigSource::ControlPlane { addr, node_token } => (
@@ -184,6 +201,12 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 },
             ));
             server.add_service(background_service(
+                "limiter sweeper",
+                SweeperService {
+                    shared: thread_shared.clone(),
+                },
+            ));
+            server.add_service(background_service(
                 "snapshot watcher",
                 WatcherService {
                     shared: thread_shared,
@@ -240,6 +263,21 @@ impl<E: SinkEvent> BackgroundService for SinkService<E> {
             });
             sink.run(stop).await;
         }
+    }
+}
+
+/// Reclaims idle rate-limiter state.
+struct SweeperService {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for SweeperService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.shared
+            .protection
+            .sweep_until(shutdown_of(shutdown))
+            .await;
     }
 }
 

@@ -7,6 +7,7 @@ use arc_swap::ArcSwapOption;
 use medgate_config::{Snapshot, SnapshotError};
 
 use crate::catalog::Catalog;
+use crate::protection::Protection;
 
 /// Shared by every request and the watcher.
 #[derive(Debug, Default)]
@@ -14,13 +15,20 @@ pub struct Shared {
     catalog: ArcSwapOption<Catalog>,
     /// Where the last good snapshot is kept, to start from when the control plane is down.
     persist_to: Option<PathBuf>,
+    /// Live protection state (limiters, breakers, bulkheads), fed each snapshot's rules.
+    pub protection: Arc<Protection>,
 }
 
 impl Shared {
     pub fn new(persist_to: Option<PathBuf>) -> Self {
+        Self::with_protection(persist_to, Arc::new(Protection::default()))
+    }
+
+    pub fn with_protection(persist_to: Option<PathBuf>, protection: Arc<Protection>) -> Self {
         Self {
             catalog: ArcSwapOption::empty(),
             persist_to,
+            protection,
         }
     }
 
@@ -43,6 +51,7 @@ impl Shared {
         let version = snapshot.version;
         let previous = self.catalog.load_full();
         let catalog = Catalog::new_after(snapshot, previous.as_deref());
+        self.protection.apply(&catalog.snapshot);
         self.catalog.store(Some(Arc::new(catalog)));
         if let (Some(path), Some(Ok(text))) = (&self.persist_to, text) {
             if let Err(e) = write_atomically(path, &text) {
@@ -69,7 +78,9 @@ impl Shared {
             }) {
             Ok(snapshot) => {
                 let version = snapshot.version;
-                self.catalog.store(Some(Arc::new(Catalog::new(snapshot))));
+                let catalog = Catalog::new(snapshot);
+                self.protection.apply(&catalog.snapshot);
+                self.catalog.store(Some(Arc::new(catalog)));
                 tracing::info!(version, path = %path.display(), "started from the last good snapshot");
                 true
             }

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use medgate_config::{
-    ApiKeyEntry, DomainEntry, GatewayEntry, ModelEntry, RouteEntry, Snapshot, TenantEntry,
-    TenantModelEntry,
+    ApiKeyEntry, DomainEntry, GatewayEntry, ModelEntry, ProtectionEntry, RouteEntry, Snapshot,
+    TenantEntry, TenantModelEntry,
 };
 use serde::Deserialize;
 
@@ -27,6 +27,9 @@ pub struct StaticGateway {
     /// Custom domains, taken as verified (whoever writes the file vouches for them).
     #[serde(default)]
     pub domains: Vec<DomainEntry>,
+    /// Rate limits, circuit breakers and degradation rules.
+    #[serde(default)]
+    pub protection: ProtectionEntry,
 }
 
 /// Whether a YAML file is a static gateway file (it has a top-level `tenants` key).
@@ -49,7 +52,8 @@ pub fn load(path: &Path, version: u64) -> Result<Snapshot, String> {
         file.tenant_models,
         file.gateway,
     )
-    .with_routing(file.routes, file.domains);
+    .with_routing(file.routes, file.domains)
+    .with_protection(file.protection);
     snapshot.validate().map_err(|e| e.to_string())?;
     Ok(snapshot)
 }

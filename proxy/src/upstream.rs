@@ -18,6 +18,13 @@ pub struct UpstreamTarget {
     pub weight: u32,
     /// For logs and metrics: scheme://host:port (never the key).
     pub label: String,
+    /// The configured base URL: names the upstream for breakers and health
+    /// (`upstream:<url>`).
+    pub url: String,
+    /// Dedicated pool the upstream belongs to; None for the shared pool.
+    pub pool: Option<String>,
+    /// Concurrency the upstream is sized for (tenants' share caps are computed from it).
+    pub max_concurrency: Option<u32>,
 }
 
 impl UpstreamTarget {
@@ -44,6 +51,9 @@ impl UpstreamTarget {
             base_path: url.base_path,
             authorization: upstream.api_key.as_ref().map(|k| format!("Bearer {k}")),
             weight: upstream.weight,
+            url: upstream.url.clone(),
+            pool: upstream.pool.clone(),
+            max_concurrency: upstream.max_concurrency,
         })
     }
 }

@@ -108,6 +108,7 @@ async fn start() -> Fixture {
         source: ConfigSource::StaticFile(gateway_file.clone()),
         threads: 2,
         grace_period_secs: 1,
+        redis_url: None,
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");

@@ -206,6 +206,7 @@ async fn start() -> Fixture {
         source: ConfigSource::StaticFile(file),
         threads: 2,
         grace_period_secs: 1,
+        redis_url: None,
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");

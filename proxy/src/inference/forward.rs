@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::sse::{usage_of, SseMeter, Usage};
 use crate::openai_error::GatewayError;
+use crate::protection::breaker::{CallOutcome, Permits};
 use crate::upstream::UpstreamTarget;
 
 /// Most response bytes kept to read `usage` from a non-streamed answer.
@@ -28,7 +29,41 @@ pub struct Exchange<'a> {
     pub request_id: &'a str,
     /// The gateway added `stream_options.include_usage`: hide that chunk from the client.
     pub hide_usage_chunk: bool,
-    pub degraded_header: Option<&'a str>,
+    /// Added to the client's response (rate-limit figures, the degraded marker).
+    pub extra_headers: &'a [(&'static str, String)],
+    /// Permits of the circuit breakers in front of the upstream, told the upstream's answer.
+    pub permits: Option<Permits>,
+}
+
+/// Tells the breakers how the upstream did as soon as that is known: at the first byte of
+/// the body (its time is the TTFB that slow-call rules judge, so a long stream is not a slow
+/// call and a half-open probe does not wait for the stream's end), at an error status, or
+/// when the exchange fails. Whatever is still unreported when dropped counts as no response.
+struct BreakerVerdict {
+    permits: Option<Permits>,
+    started: Instant,
+}
+
+impl BreakerVerdict {
+    fn answered(&mut self, status: u16) {
+        if let Some(p) = self.permits.take() {
+            p.record(CallOutcome {
+                status: Some(status),
+                ttfb: Some(self.started.elapsed()),
+            });
+        }
+    }
+}
+
+impl Drop for BreakerVerdict {
+    fn drop(&mut self) {
+        if let Some(p) = self.permits.take() {
+            p.record(CallOutcome {
+                status: None,
+                ttfb: None,
+            });
+        }
+    }
 }
 
 /// What happened.
@@ -43,11 +78,35 @@ pub struct Outcome {
     pub bytes_sent: u64,
     /// Set when the exchange failed before any response reached the client.
     pub error: Option<GatewayError>,
+    /// The upstream's own status, None when it never answered.
+    pub upstream_status: Option<u16>,
+    /// The upstream broke off the response (not the client).
+    pub upstream_failed: bool,
+}
+
+impl Outcome {
+    /// The upstream's status as circuit breakers classify it: None when the upstream could
+    /// not be reached, timed out, or broke off its answer.
+    pub fn upstream_result(&self) -> Option<u16> {
+        if self.error.is_some() || self.upstream_failed {
+            None
+        } else {
+            self.upstream_status
+        }
+    }
 }
 
 /// Runs the exchange and writes the response to `session`.
-pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange<'_>) -> Outcome {
+pub async fn exchange(
+    connector: &Connector,
+    session: &mut Session,
+    mut ex: Exchange<'_>,
+) -> Outcome {
     let started = Instant::now();
+    let mut verdict = BreakerVerdict {
+        permits: ex.permits.take(),
+        started,
+    };
     let peer = &ex.target.peer;
     let mut upstream = match connector.get_http_session(peer).await {
         Ok((s, _reused)) => s,
@@ -68,6 +127,9 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
         ));
     };
     let status = head.status.as_u16();
+    if status >= 400 {
+        verdict.answered(status);
+    }
     let is_sse = head
         .headers
         .get("content-type")
@@ -75,6 +137,7 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let mut outcome = Outcome {
         status,
+        upstream_status: Some(status),
         streamed: is_sse,
         ..Outcome::default()
     };
@@ -82,7 +145,7 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
         head,
         is_sse && ex.hide_usage_chunk,
         ex.request_id,
-        ex.degraded_header,
+        ex.extra_headers,
     ) {
         Ok(h) => h,
         Err(_) => {
@@ -99,6 +162,7 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
         .await
         .is_err()
     {
+        verdict.answered(status);
         outcome.status = 499;
         return outcome;
     }
@@ -115,6 +179,7 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
             }
             Err(e) => {
                 tracing::warn!(request_id = ex.request_id, error = %e, "upstream failed mid-response");
+                outcome.upstream_failed = true;
                 outcome.status = if outcome.status < 400 {
                     502
                 } else {
@@ -125,6 +190,7 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
         };
         if outcome.ttft.is_none() && !chunk.is_empty() {
             outcome.ttft = Some(started.elapsed());
+            verdict.answered(status);
         }
         let out = if is_sse {
             meter.feed(&chunk)
@@ -160,6 +226,9 @@ pub async fn exchange(connector: &Connector, session: &mut Session, ex: Exchange
     } else if let Ok(value) = serde_json::from_slice::<Value>(&collected) {
         outcome.usage = usage_of(&value);
     }
+    if complete {
+        verdict.answered(status);
+    }
     if complete && outcome.status != 499 {
         if session.write_response_body(None, true).await.is_err() {
             outcome.status = 499;
@@ -193,9 +262,9 @@ fn response_head(
     upstream: &ResponseHeader,
     body_changes: bool,
     request_id: &str,
-    degraded: Option<&str>,
+    extra: &[(&'static str, String)],
 ) -> pingora::Result<ResponseHeader> {
-    let mut head = ResponseHeader::build(upstream.status, Some(8))?;
+    let mut head = ResponseHeader::build(upstream.status, Some(8 + extra.len()))?;
     for name in [
         "content-type",
         "cache-control",
@@ -211,8 +280,8 @@ fn response_head(
         _ => head.insert_header("transfer-encoding", "chunked")?,
     }
     head.insert_header("x-request-id", request_id)?;
-    if let Some(model) = degraded {
-        head.insert_header("x-medgate-degraded", model)?;
+    for (name, value) in extra {
+        head.insert_header(*name, value)?;
     }
     Ok(head)
 }

@@ -3,6 +3,7 @@
 
 pub mod forward;
 pub mod params;
+pub mod protect;
 pub mod request;
 pub mod sse;
 
@@ -19,6 +20,9 @@ use crate::auth;
 use crate::catalog::{Catalog, ModelRefusal};
 use crate::gateway::{Gateway, RequestCtx};
 use crate::openai_error::GatewayError;
+use crate::protection::bulkhead::BulkheadPass;
+use crate::protection::degrade::{self, Unserved};
+use crate::protection::limit::LimitRequest;
 use crate::routing::{self, call};
 use request::{Body, Operation};
 
@@ -108,6 +112,31 @@ pub async fn handle(
         } => (operation, model_in_path),
     };
 
+    let protection = &gw.shared.protection;
+    let view = protection.view();
+    let client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    if !view.client_allowed(&tenant.id, client_ip) {
+        return Err(protect::network_refused());
+    }
+    // Bulkhead before the body is read: it also bounds the bodies a tenant holds in memory.
+    let mut pass = BulkheadPass::default();
+    if let Some(iso) = &tenant.isolation {
+        protection
+            .bulkheads
+            .enter_tenant(iso, &tenant.id, &mut pass)
+            .await
+            .map_err(|r| {
+                gw.metrics
+                    .rate_limited
+                    .with_label_values(&[tenant.id.as_str()])
+                    .inc();
+                protect::bulkhead_refused(r)
+            })?;
+    }
+
     let raw = request::read_body(session, catalog.snapshot.gateway.max_body_bytes).await?;
     let body_len = raw.len();
     let mut body = Body::parse(raw)?;
@@ -123,53 +152,121 @@ pub async fn handle(
     };
     let model = catalog
         .resolve(tenant, &key.entry, &requested)
-        .map_err(|r| match r {
-            ModelRefusal::NotFound => GatewayError::new(
-                404,
-                "invalid_request_error",
-                "model_not_found",
-                format!("the model `{requested}` does not exist or you do not have access to it"),
-            )
-            .with_param("model"),
-            ModelRefusal::NotAllowed => GatewayError::new(
-                403,
-                "permission_error",
-                "model_not_allowed",
-                format!("this key or tenant may not use the model `{requested}`"),
-            )
-            .with_param("model"),
-            ModelRefusal::Disabled => GatewayError::new(
-                403,
-                "permission_error",
-                "model_disabled",
-                format!("the model `{requested}` is disabled"),
-            )
-            .with_param("model"),
-        })?;
+        .map_err(|r| model_refused(r, &requested))?;
     ctx.model = Some(model.entry.name.clone());
+    if let Some(iso) = &tenant.isolation {
+        protection
+            .bulkheads
+            .enter_model(iso, &tenant.id, &model.entry.name, &mut pass)
+            .await
+            .map_err(|r| {
+                gw.metrics
+                    .rate_limited
+                    .with_label_values(&[tenant.id.as_str()])
+                    .inc();
+                protect::bulkhead_refused(r)
+            })?;
+    }
 
     let rules = catalog.parameter_rules(&tenant.id, &model.entry);
     if params::apply(&mut body.fields, &rules)? {
         body.modified = true;
     }
-    body.set("model", Value::String(model.entry.upstream_model.clone()));
+    let estimate = protect::estimate_tokens(body_len, &body, operation.produces_output());
+    let limit_request = LimitRequest {
+        tenant_id: &tenant.id,
+        api_key_id: Some(&key.entry.id),
+        model: Some(&model.entry.name),
+        route_id: None,
+    };
+    let admission = protection
+        .limiter
+        .admit(&view.limits, &limit_request, estimate)
+        .await
+        .map_err(|r| {
+            protection.count_rate_limited();
+            gw.metrics
+                .rate_limited
+                .with_label_values(&[tenant.id.as_str()])
+                .inc();
+            protect::limit_refused(r)
+        })?;
+
+    let roll = rand::rng().random_range(0..model.total_weight.max(1));
+    let serving = match degrade::choose(
+        protection,
+        &view,
+        &catalog,
+        &tenant.id,
+        tenant.isolation.as_ref(),
+        model,
+        roll,
+    ) {
+        Ok(serving) => serving,
+        Err(Unserved::Static {
+            rule_id,
+            status,
+            body,
+        }) => {
+            // The rule's canned answer; nothing was sent upstream, so nothing is charged.
+            admission.settle(0).await;
+            ctx.status = status;
+            ctx.response_written = true;
+            let marker = format!("static; rule={rule_id}");
+            crate::gateway::write_json_with(
+                session,
+                status,
+                &ctx.request_id,
+                Bytes::from(body),
+                &[("x-medgate-degraded", marker)],
+            )
+            .await;
+            return Ok(());
+        }
+        Err(unserved) => {
+            admission.settle(0).await;
+            return Err(protect::unserved(&unserved));
+        }
+    };
+    let served_by = serving.model;
+    if served_by.entry.id != model.entry.id {
+        ctx.model = Some(served_by.entry.name.clone());
+    }
+    body.set(
+        "model",
+        Value::String(served_by.entry.upstream_model.clone()),
+    );
     let streamed = operation.can_stream() && body.is_stream();
     let hide_usage_chunk = streamed && body.request_stream_usage();
 
-    let roll = rand::rng().random_range(0..model.total_weight.max(1));
-    let target = crate::upstream::pick(&model.targets, roll).ok_or_else(|| {
-        GatewayError::new(503, "api_error", "no_upstream", "the model has no upstream")
-    })?;
+    let target = serving.target;
     ctx.upstream = Some(target.label.clone());
+    let mut headers = protect::rate_headers(admission.headers());
+    if let Some(marker) = &serving.degraded {
+        headers.push(("x-medgate-degraded", marker.clone()));
+    }
     let exchange = forward::Exchange {
         target,
         path: format!("{}{}", target.base_path, operation.upstream_suffix()),
         body: body.into_bytes(),
         request_id: &ctx.request_id,
         hide_usage_chunk,
-        degraded_header: None,
+        extra_headers: &headers,
+        permits: Some(serving.permits),
     };
+    let call_started = Instant::now();
     let outcome = forward::exchange(&gw.connector, session, exchange).await;
+    let upstream_result = outcome.upstream_result();
+    drop(serving.share);
+    let failed = upstream_result.is_none_or(|s| s >= 500);
+    let latency = call_started.elapsed();
+    protection
+        .services
+        .record(&format!("model:{}", served_by.entry.name), failed, latency);
+    protection
+        .services
+        .record(&format!("upstream:{}", target.url), failed, latency);
+    drop(pass);
     ctx.status = outcome.status;
     ctx.response_written = outcome.error.is_none();
 
@@ -184,7 +281,9 @@ pub async fn handle(
             false,
         ),
     };
+    admission.settle(input.saturating_add(output)).await;
     ctx.tokens = (input, output);
+    let model = served_by;
     if let Some(ttft) = outcome.ttft {
         gw.metrics
             .ttft
@@ -220,6 +319,32 @@ pub async fn handle(
     match outcome.error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+fn model_refused(r: ModelRefusal, requested: &str) -> GatewayError {
+    match r {
+        ModelRefusal::NotFound => GatewayError::new(
+            404,
+            "invalid_request_error",
+            "model_not_found",
+            format!("the model `{requested}` does not exist or you do not have access to it"),
+        )
+        .with_param("model"),
+        ModelRefusal::NotAllowed => GatewayError::new(
+            403,
+            "permission_error",
+            "model_not_allowed",
+            format!("this key or tenant may not use the model `{requested}`"),
+        )
+        .with_param("model"),
+        ModelRefusal::Disabled => GatewayError::new(
+            403,
+            "permission_error",
+            "model_disabled",
+            format!("the model `{requested}` is disabled"),
+        )
+        .with_param("model"),
     }
 }
 

@@ -35,6 +35,11 @@ impl Operation {
     pub fn can_stream(self) -> bool {
         self != Operation::Embeddings
     }
+
+    /// Whether the call generates output tokens (embeddings do not).
+    pub fn produces_output(self) -> bool {
+        self != Operation::Embeddings
+    }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (413) before reading it when the

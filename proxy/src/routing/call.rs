@@ -13,7 +13,10 @@ use super::route::{CompiledRoute, RequestFacts};
 use crate::auth::{self, KeyRefusal};
 use crate::catalog::Catalog;
 use crate::gateway::{write_error, Gateway, RequestCtx};
+use crate::inference::protect;
 use crate::openai_error::GatewayError;
+use crate::protection::breaker::{CallTarget, Permits};
+use crate::protection::limit::LimitRequest;
 
 /// Client headers that carry a medgate API key; never forwarded once a route checked it.
 const KEY_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key"];
@@ -35,6 +38,8 @@ pub struct RouteCall {
     /// The route checked a medgate API key: keep it from the target.
     strip_credentials: bool,
     tenant_id: Option<String>,
+    /// Permits of the route's circuit breakers, settled when the request is logged.
+    pub breaker_permits: Option<Permits>,
 }
 
 /// Runs the route's plugins for a request some route takes. None when no route takes it;
@@ -51,9 +56,16 @@ pub async fn admit(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
     };
     let route = catalog.routing.find(&facts)?.clone();
     ctx.route = "route";
-    match authorize(&catalog, &route, header, &host) {
-        Ok((tenant_id, used_key)) => {
-            let idempotent = header.method.is_idempotent();
+    let authorized = authorize(&catalog, &route, header, &host);
+    let idempotent = header.method.is_idempotent();
+    let authorized = match authorized {
+        Ok((tenant_id, key_id)) => protect(gw, &route, tenant_id.as_deref(), key_id.as_deref())
+            .await
+            .map(|permits| (tenant_id, key_id, permits)),
+        Err(e) => Err(e),
+    };
+    match authorized {
+        Ok((tenant_id, key_id, permits)) => {
             if route.entry.retries > 0 && idempotent {
                 // Lets Pingora replay a small body on another target (up to 64 KiB).
                 session.enable_retry_buffering();
@@ -71,8 +83,9 @@ pub async fn admit(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
                 tried: Vec::new(),
                 idempotent,
                 hash_key,
-                strip_credentials: used_key,
+                strip_credentials: key_id.is_some(),
                 tenant_id,
+                breaker_permits: Some(permits),
             });
             Some(false)
         }
@@ -85,14 +98,65 @@ pub async fn admit(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
     }
 }
 
+/// The route's rate limits and circuit breakers. Requests without a tenant count as one
+/// anonymous tenant (`""`), so they cannot create limiter state of their own.
+async fn protect(
+    gw: &Gateway,
+    route: &CompiledRoute,
+    tenant_id: Option<&str>,
+    key_id: Option<&str>,
+) -> Result<Permits, GatewayError> {
+    let protection = &gw.shared.protection;
+    let view = protection.view();
+    let tenant_id = tenant_id.unwrap_or("");
+    let request = LimitRequest {
+        tenant_id,
+        api_key_id: key_id,
+        model: None,
+        route_id: Some(&route.entry.id),
+    };
+    if !view.limits.is_empty() {
+        // A route has no token usage to reconcile: the admission needs no settling.
+        protection
+            .limiter
+            .admit(&view.limits, &request, 0)
+            .await
+            .map_err(|r| {
+                protection.count_rate_limited();
+                protect::limit_refused(r)
+            })?;
+    }
+    protection
+        .breakers
+        .acquire(&CallTarget {
+            tenant_id,
+            model: None,
+            upstream: None,
+            route: Some(&route.entry.id),
+        })
+        .map_err(|r| {
+            GatewayError::new(
+                503,
+                "api_error",
+                "route_unavailable",
+                "the route's circuit breaker is open; retry later",
+            )
+            .with_header(
+                "retry-after",
+                r.retry_after.as_secs_f64().ceil().max(1.0).to_string(),
+            )
+            .with_header("x-medgate-circuit", "open")
+        })
+}
+
 /// The tenant of the request (from the route's owner, the custom domain and the API key,
-/// which must all agree) and whether an API key was checked.
+/// which must all agree) and the id of the API key checked, if any.
 fn authorize(
     catalog: &Catalog,
     route: &CompiledRoute,
     header: &RequestHeader,
     host: &str,
-) -> Result<(Option<String>, bool), GatewayError> {
+) -> Result<(Option<String>, Option<String>), GatewayError> {
     let domain_tenant = catalog.routing.tenant_of_host(host);
     let owner = route.entry.tenant_id.as_deref();
     if let (Some(o), Some(d)) = (owner, domain_tenant) {
@@ -101,14 +165,14 @@ fn authorize(
         }
     }
     let mut tenant = owner.or(domain_tenant).map(str::to_owned);
-    let mut used_key = false;
+    let mut used_key = None;
     if route.api_key_auth {
         let key = auth::authenticate(catalog, presented_key(header)).map_err(key_refused)?;
         if tenant.as_deref().is_some_and(|t| t != key.entry.tenant_id) {
             return Err(tenant_mismatch());
         }
         tenant = Some(key.entry.tenant_id.clone());
-        used_key = true;
+        used_key = Some(key.entry.id.clone());
     }
     // A tenant's route stops with its tenant, whatever plugins it lists.
     if route.api_key_auth || route.tenant_status || owner.is_some() {
