@@ -237,6 +237,19 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 ApiError::Unavailable("the store is unavailable; retry shortly".into())
             }
+            // Text PostgreSQL cannot hold (a NUL byte, SQLSTATE 22021) or a number out of its
+            // range (22003) came from the client: a bad request, whichever endpoint took it.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021") | Some("22003")) =>
+            {
+                ApiError::BadRequest {
+                    code: "invalid_value",
+                    message: "a value in the request cannot be stored (NUL byte or number out \
+                              of range)"
+                        .into(),
+                    details: Value::Null,
+                }
+            }
             _ => ApiError::Internal(err.to_string()),
         }
     }

@@ -16,7 +16,51 @@ both_backends!(
     tenants_see_and_change_only_their_own_rules,
     snapshot_carries_the_rules_and_each_change_bumps_the_version,
     tenant_rate_limits_include_platform_rules_and_plan_quotas,
+    a_deleted_tenant_takes_its_rules_along,
+    a_nul_byte_in_an_id_is_a_client_error_everywhere,
 );
+
+async fn a_nul_byte_in_an_id_is_a_client_error_everywhere(stack: Stack) {
+    let admin = stack.admin();
+    for path in [
+        "/api/routes/a%00b",
+        "/api/models/a%00b",
+        "/api/tenants/a%00b",
+        "/api/rate-limits/a%00b",
+    ] {
+        let r = admin.get(path).await;
+        assert!((400..500).contains(&r.status), "{path}: {}", r.text);
+    }
+}
+
+async fn a_deleted_tenant_takes_its_rules_along(stack: Stack) {
+    let admin = stack.admin();
+    create_model(&stack, "gone-model").await;
+    let t = tenant(&stack, "leaving", None).await;
+    let mut body = rate_limit("gone-model");
+    body["tenant_id"] = json!(t);
+    let rule = id(&admin.post("/api/rate-limits", body).await.expect(201).json);
+    let mut body = breaker("gone-model");
+    body["tenant_id"] = json!(t);
+    let cb = id(&admin
+        .post("/api/circuit-breakers", body)
+        .await
+        .expect(201)
+        .json);
+    admin
+        .post(&format!("/api/tenants/{t}/terminate"), Value::Null)
+        .await
+        .expect(200);
+    admin.delete(&format!("/api/tenants/{t}")).await.expect(204);
+    admin
+        .get(&format!("/api/rate-limits/{rule}"))
+        .await
+        .expect(404);
+    admin
+        .get(&format!("/api/circuit-breakers/{cb}"))
+        .await
+        .expect(404);
+}
 
 async fn unknown_references_are_refused(stack: Stack) {
     let admin = stack.admin();

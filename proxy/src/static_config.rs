@@ -57,3 +57,19 @@ pub fn load(path: &Path, version: u64) -> Result<Snapshot, String> {
     snapshot.validate().map_err(|e| e.to_string())?;
     Ok(snapshot)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_gateway_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/gateway.yaml");
+        let snapshot = load(&path, 1).expect("the example loads and validates");
+        assert_eq!(snapshot.protection.rate_limits.len(), 2);
+        assert_eq!(snapshot.protection.breakers.len(), 2);
+        assert_eq!(snapshot.protection.degradations.len(), 2);
+        let iso = snapshot.tenants[0].isolation.as_ref().expect("isolation");
+        assert_eq!(iso.dedicated_pool.as_deref(), Some("clinic-pool"));
+    }
+}

@@ -8,6 +8,7 @@ use super::config::TenantConfig;
 use super::plans::TenantPlan;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::protection::RuleKind;
 use crate::resource::{self, Crud, Resource, Scope};
 use crate::store::{resources, Tx};
 use crate::validate;
@@ -234,13 +235,21 @@ impl Crud for Tenant {
         Ok(())
     }
 
-    /// A deleted tenant takes its keys, model configs, routes and domains along; its usage
-    /// history stays.
+    /// A deleted tenant takes its keys, model configs, routes, domains, protection rules and
+    /// alert rules along; its usage history and alert history stay.
     async fn on_delete(&self, tx: &mut Tx) -> ApiResult<()> {
-        resources::delete_by_tenant(tx, crate::keys::ApiKey::KIND, &self.id).await?;
-        resources::delete_by_tenant(tx, crate::tenant_models::TenantModel::KIND, &self.id).await?;
-        resources::delete_by_tenant(tx, crate::routing::Route::KIND, &self.id).await?;
-        resources::delete_by_tenant(tx, crate::domains::Domain::KIND, &self.id).await?;
+        for kind in [
+            crate::keys::ApiKey::KIND,
+            crate::tenant_models::TenantModel::KIND,
+            crate::routing::Route::KIND,
+            crate::domains::Domain::KIND,
+            <medgate_config::RateLimitEntry as RuleKind>::KIND,
+            <medgate_config::BreakerEntry as RuleKind>::KIND,
+            <medgate_config::DegradationEntry as RuleKind>::KIND,
+            crate::alerts::AlertRule::KIND,
+        ] {
+            resources::delete_by_tenant(tx, kind, &self.id).await?;
+        }
         Ok(())
     }
 
