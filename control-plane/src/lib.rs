@@ -9,6 +9,7 @@ pub mod api;
 mod app;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod demo;
 pub mod domains;
 pub mod error;
