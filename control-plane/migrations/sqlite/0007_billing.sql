@@ -29,12 +29,15 @@ ALTER TABLE usage_events ADD COLUMN debit_minor BIGINT NOT NULL DEFAULT 0;
 -- with SUM(ledger_entries.amount_minor) - SUM(usage_events.debit_minor).
 -- carry_micros (0 <= carry < 1,000,000) is the priced usage not yet debited as a whole minor
 -- unit, so that many tiny requests are charged exactly, never rounded away.
+-- overdraft_minor: how far below zero the balance may go; NULL means no limit (a postpaid
+-- tenant, invoiced), 0 a strictly prepaid one. The gateway refuses (402) a tenant whose
+-- balance plus overdraft is spent.
 CREATE TABLE tenant_balances (
     tenant_id        TEXT    PRIMARY KEY,
     currency         TEXT    NOT NULL,
     balance_minor    BIGINT  NOT NULL,
     carry_micros     BIGINT  NOT NULL,
-    overdraft_minor  BIGINT  NOT NULL,
+    overdraft_minor  BIGINT,
     revision         BIGINT  NOT NULL,
     updated_at       TEXT    NOT NULL
 );

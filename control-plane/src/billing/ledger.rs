@@ -100,17 +100,19 @@ pub struct Balance {
     pub balance_minor: i64,
     /// Priced usage not yet debited as a whole minor unit (0 to 999,999 micros).
     pub carry_micros: i64,
-    /// How far below zero usage may take the balance before the gateway answers 402.
-    pub overdraft_minor: i64,
+    /// How far below zero the balance may go before the gateway answers 402; None means no
+    /// limit (a postpaid tenant), 0 a strictly prepaid one. New balances have no limit.
+    pub overdraft_minor: Option<i64>,
     /// Bumped on every change.
     pub revision: i64,
     pub updated_at: String,
 }
 
 impl Balance {
-    /// What the tenant can still spend: balance plus overdraft.
-    pub fn spendable_minor(&self) -> i64 {
-        self.balance_minor.saturating_add(self.overdraft_minor)
+    /// What the tenant can still spend: balance plus overdraft; None without a limit.
+    pub fn spendable_minor(&self) -> Option<i64> {
+        self.overdraft_minor
+            .map(|o| self.balance_minor.saturating_add(o))
     }
 }
 
@@ -199,7 +201,8 @@ pub async fn post(tx: &mut Tx, entry: NewEntry, guard: Guard) -> ApiResult<Poste
     let row = sqlx::query(&format!(
         "UPDATE tenant_balances SET balance_minor = balance_minor + $1, \
          revision = revision + 1, updated_at = $2 \
-         WHERE tenant_id = $3 AND ($4 = 0 OR balance_minor + $1 >= -overdraft_minor) \
+         WHERE tenant_id = $3 AND ($4 = 0 OR overdraft_minor IS NULL \
+              OR balance_minor + $1 >= -overdraft_minor) \
          RETURNING {BALANCE_COLUMNS}"
     ))
     .bind(entry.amount_minor)
@@ -215,7 +218,7 @@ pub async fn post(tx: &mut Tx, entry: NewEntry, guard: Guard) -> ApiResult<Poste
                 "the balance ({} {}) plus the overdraft allowed ({}) does not cover {}",
                 balance.balance_minor,
                 balance.currency,
-                balance.overdraft_minor,
+                balance.overdraft_minor.unwrap_or_default(),
                 -entry.amount_minor
             ),
         ));
@@ -242,7 +245,7 @@ pub async fn post(tx: &mut Tx, entry: NewEntry, guard: Guard) -> ApiResult<Poste
 pub async fn ensure_balance(tx: &mut Tx, tenant_id: &str, currency: &str) -> ApiResult<Balance> {
     sqlx::query(
         "INSERT INTO tenant_balances (tenant_id, currency, balance_minor, carry_micros, \
-         overdraft_minor, revision, updated_at) VALUES ($1, $2, 0, 0, 0, 0, $3) \
+         overdraft_minor, revision, updated_at) VALUES ($1, $2, 0, 0, NULL, 0, $3) \
          ON CONFLICT (tenant_id) DO NOTHING",
     )
     .bind(tenant_id.to_owned())
@@ -322,14 +325,14 @@ pub async fn read_balance(tx: &mut Tx, tenant_id: &str) -> ApiResult<Option<Bala
     row.as_ref().map(balance_of).transpose()
 }
 
-/// Sets how far below zero the tenant may go.
+/// Sets how far below zero the tenant may go (None: no limit).
 pub async fn set_overdraft(
     tx: &mut Tx,
     tenant_id: &str,
     currency: &str,
-    overdraft_minor: i64,
+    overdraft_minor: Option<i64>,
 ) -> ApiResult<Balance> {
-    if overdraft_minor < 0 {
+    if overdraft_minor.is_some_and(|o| o < 0) {
         return Err(ApiError::invalid("overdraft_minor", "must be 0 or more"));
     }
     ensure_balance(tx, tenant_id, currency).await?;
