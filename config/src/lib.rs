@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod funds;
 pub mod node;
 pub mod protection;
 pub mod routing;
@@ -17,6 +18,7 @@ pub mod snapshot;
 pub mod usage;
 
 pub use access_log::{AccessLogBatch, AccessLogEntry};
+pub use funds::{FundsEntry, FundsFeed, RateEntry};
 pub use node::{BreakerReport, BreakerState, Heartbeat, HeartbeatAck, ServiceReport};
 pub use protection::{
     BreakerEntry, BreakerStrategy, BreakerTarget, BreakerTargetKind, DegradationEntry,
