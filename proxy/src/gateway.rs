@@ -45,6 +45,8 @@ pub struct RequestCtx {
 /// The data plane.
 pub struct Gateway {
     pub shared: Arc<Shared>,
+    /// Funds of tenants on a spending limit (the 402 gate).
+    pub funds: Arc<crate::funds::Funds>,
     pub connector: Connector,
     pub usage: UsageSender,
     pub access_log: AccessLogSender,

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod catalog;
+pub mod funds;
 pub mod gateway;
 pub mod heartbeat;
 pub mod inference;

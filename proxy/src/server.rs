@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use medgate_config::UsageEvent;
 use pingora::connectors::http::Connector;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -17,6 +18,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
+use crate::funds::Funds;
 use crate::gateway::Gateway;
 use crate::instance::Instance;
 use crate::metrics::Metrics;
@@ -138,12 +140,18 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         overflow: Overflow::Drop,
         ..usage_config.clone()
     };
-    let (usage, usage_sink) = sink::channel(usage_config);
+    let funds = Arc::new(Funds::default());
+    let (usage, usage_sink) = sink::channel::<UsageEvent>(usage_config);
+    let delivered_funds = Arc::clone(&funds);
+    let usage_sink = usage_sink.on_delivered(Arc::new(move |events: &[UsageEvent]| {
+        delivered_funds.delivered(events.iter().map(|e| e.request_id.as_str()));
+    }));
     let (access_log, access_sink) = sink::channel(access_config);
     let instance = Arc::new(Instance::new(options.listen));
     let stop = Arc::new(Notify::new());
     let gateway = Gateway {
         shared: shared.clone(),
+        funds: Arc::clone(&funds),
         connector: Connector::new(None),
         usage,
         access_log,
@@ -184,6 +192,14 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 SinkService::new(access_sink, grace),
             ));
             if let ConfigSource::ControlPlane { addr, node_token } = &options.source {
+                server.add_service(background_service(
+                    "funds feed",
+                    FundsService {
+                        funds,
+                        url: format!("http://{addr}"),
+                        token: node_token.clone(),
+                    },
+                ));
                 server.add_service(background_service(
                     "heartbeat",
                     HeartbeatService {
@@ -263,6 +279,26 @@ impl<E: SinkEvent> BackgroundService for SinkService<E> {
             });
             sink.run(stop).await;
         }
+    }
+}
+
+/// Keeps the funds of tenants on a spending limit current.
+struct FundsService {
+    funds: Arc<Funds>,
+    url: String,
+    token: String,
+}
+
+#[async_trait]
+impl BackgroundService for FundsService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        crate::watcher::watch_funds(
+            Arc::clone(&self.funds),
+            self.url.clone(),
+            Some(self.token.clone()),
+            Box::pin(shutdown_of(shutdown)),
+        )
+        .await;
     }
 }
 

@@ -114,12 +114,16 @@ impl<E: SinkEvent> EventSender<E> {
     }
 }
 
+/// Called with every chunk of events the control plane accepted.
+pub type DeliveredHook<E> = Arc<dyn Fn(&[E]) + Send + Sync>;
+
 /// The delivering side, run as a background task.
 pub struct EventSink<E> {
     rx: mpsc::Receiver<E>,
     config: SinkConfig,
     http: reqwest::Client,
     dropped: Arc<AtomicU64>,
+    delivered: Option<DeliveredHook<E>>,
 }
 
 /// Creates the pair.
@@ -143,6 +147,7 @@ pub fn channel<E: SinkEvent>(config: SinkConfig) -> (EventSender<E>, EventSink<E
             config,
             http,
             dropped,
+            delivered: None,
         },
     )
 }
@@ -154,6 +159,13 @@ struct Batch<'a, E> {
 }
 
 impl<E: SinkEvent> EventSink<E> {
+    /// Calls `hook` with every chunk of events the control plane accepted (once ingested:
+    /// the usage debits of those events are in the balances from then on).
+    pub fn on_delivered(mut self, hook: DeliveredHook<E>) -> Self {
+        self.delivered = Some(hook);
+        self
+    }
+
     /// Runs until `shutdown` resolves, then drains.
     pub async fn run(mut self, mut shutdown: impl std::future::Future<Output = ()> + Unpin) {
         let mut batch = Vec::with_capacity(self.config.batch_size);
@@ -255,6 +267,9 @@ impl<E: SinkEvent> EventSink<E> {
             }
             if !status.is_success() {
                 return Err(Delivery::Failed(format!("control plane answered {status}")));
+            }
+            if let Some(hook) = &self.delivered {
+                hook(chunk);
             }
         }
         Ok(())

@@ -98,3 +98,72 @@ pub async fn watch_file(
         }
     }
 }
+
+/// Keeps the funds of gated tenants current: long-polls `GET {url}/api/internal/balances`
+/// (`?after=<cursor>`), asking at once instead while a delivered usage cost waits for the
+/// feed to show its debit. On failure the last known funds stay in force.
+pub async fn watch_funds(
+    funds: Arc<crate::funds::Funds>,
+    url: String,
+    token: Option<String>,
+    mut shutdown: impl std::future::Future<Output = ()> + Unpin,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap_or_default();
+    let mut cursor = 0u64;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let epoch = funds.epoch();
+        let wait_secs = if cursor == 0 || funds.awaiting_feed() {
+            0
+        } else {
+            25
+        };
+        let mut request = http.get(format!("{url}/api/internal/balances")).query(&[
+            ("after", cursor.to_string()),
+            ("wait_secs", wait_secs.to_string()),
+        ]);
+        if let Some(t) = &token {
+            request = request.bearer_auth(t);
+        }
+        let outcome = tokio::select! {
+            r = request.send() => r,
+            () = &mut shutdown => return,
+        };
+        let retry = match outcome {
+            Ok(r) if r.status().is_success() => {
+                match r.json::<medgate_config::FundsFeed>().await {
+                    Ok(feed) => {
+                        funds.apply(&feed.funds, epoch);
+                        cursor = feed.cursor;
+                        backoff = Duration::from_millis(200);
+                        // Nothing new and nothing waiting: a short pause keeps an immediate
+                        // answer from turning into a busy loop.
+                        (wait_secs == 0).then_some(Duration::from_millis(100))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable funds feed");
+                        Some(backoff)
+                    }
+                }
+            }
+            Ok(r) => {
+                tracing::debug!(status = %r.status(), "control plane refused the funds feed");
+                Some(Duration::from_secs(5))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "control plane unreachable; keeping the known funds");
+                Some(backoff)
+            }
+        };
+        if let Some(wait) = retry {
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = &mut shutdown => return,
+            }
+        }
+    }
+}

@@ -172,7 +172,9 @@ pub async fn handle(
     if params::apply(&mut body.fields, &rules)? {
         body.modified = true;
     }
-    let estimate = protect::estimate_tokens(body_len, &body, operation.produces_output());
+    let (estimate_in, estimate_out) =
+        protect::estimate_tokens(body_len, &body, operation.produces_output());
+    let estimate = estimate_in.saturating_add(estimate_out);
     let limit_request = LimitRequest {
         tenant_id: &tenant.id,
         api_key_id: Some(&key.entry.id),
@@ -191,6 +193,19 @@ pub async fn handle(
                 .inc();
             protect::limit_refused(r)
         })?;
+
+    // The balance gate: a tenant on a spending limit must have room for the estimate.
+    let reservation = gw
+        .funds
+        .reserve(
+            &tenant.id,
+            model
+                .entry
+                .rate
+                .as_ref()
+                .map_or(0, |r| r.cost_micros(estimate_in, estimate_out)),
+        )
+        .map_err(|_| protect::funds_exhausted())?;
 
     let roll = rand::rng().random_range(0..model.total_weight.max(1));
     let serving = match degrade::choose(
@@ -282,6 +297,14 @@ pub async fn handle(
         ),
     };
     admission.settle(input.saturating_add(output)).await;
+    if let Some(reservation) = reservation {
+        let cost = served_by
+            .entry
+            .rate
+            .as_ref()
+            .map_or(0, |r| r.cost_micros(input, output));
+        reservation.settle(&ctx.request_id, cost);
+    }
     ctx.tokens = (input, output);
     let model = served_by;
     if let Some(ttft) = outcome.ttft {

@@ -16,19 +16,32 @@ const DEFAULT_OUTPUT_ESTIMATE: u64 = 512;
 /// Ceiling of any estimate, so an absurd `max_tokens` cannot block a tenant for a day.
 const MAX_ESTIMATE: u64 = 1_000_000;
 
-/// Tokens a request may cost: its prompt (~4 bytes per token of the body) plus the output
-/// it allows. Token limits admit on this and are reconciled with the reported usage.
-pub fn estimate_tokens(body_len: usize, body: &Body, produces_output: bool) -> u64 {
-    let prompt = (body_len as u64).div_ceil(4);
+/// Tokens a request may cost, as (input, output): its prompt (~4 bytes per token of the
+/// body) and the output it allows. Token limits and spending reservations admit on this and
+/// are reconciled with the reported usage.
+pub fn estimate_tokens(body_len: usize, body: &Body, produces_output: bool) -> (u64, u64) {
+    let prompt = (body_len as u64).div_ceil(4).min(MAX_ESTIMATE);
     let output = if produces_output {
         ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|k| body.fields.get(*k).and_then(Value::as_u64))
             .unwrap_or(DEFAULT_OUTPUT_ESTIMATE)
+            .min(MAX_ESTIMATE)
     } else {
         0
     };
-    prompt.saturating_add(output).min(MAX_ESTIMATE)
+    (prompt, output)
+}
+
+/// A tenant whose balance plus overdraft is spent (or does not cover this request's
+/// estimate).
+pub fn funds_exhausted() -> GatewayError {
+    GatewayError::new(
+        402,
+        "insufficient_quota",
+        "insufficient_balance",
+        "this tenant's balance is used up; top it up (e.g. redeem a recharge card) and retry",
+    )
 }
 
 /// `X-RateLimit-*` headers of the most restrictive rule.
