@@ -205,6 +205,14 @@ routes:
 gateway:
   max_body_bytes: 2097152
   access_log_sample_rate: 1.0
+# The inference chain runs with traffic protection on: two rate limits (requests and tokens,
+# far above what the run reaches, so every request is charged and admitted) and a breaker.
+protection:
+  rate_limits:
+    - { id: bench-rps, tenant_id: null, scope: tenant, target: null, metric: requests, window: second, limit: 1000000000, burst: null, mode: local, on_store_error: local_fallback, fallback_limit: null }
+    - { id: bench-tpm, tenant_id: null, scope: tenant, target: null, metric: tokens, window: minute, limit: 1000000000000, burst: null, mode: local, on_store_error: local_fallback, fallback_limit: null }
+  breakers:
+    - { id: bench-cb, tenant_id: null, target: { kind: model, name: $MODEL }, per_tenant: false, strategy: error_ratio, threshold: 0.5, slow_call_ms: null, min_requests: 20, window_ms: 10000, open_ms: 10000, max_open_ms: null, half_open_probes: 1, half_open_max_wait_ms: 30000, count_429: false }
 EOF
 
 # nginx: proxy_pass to the mock with upstream keep-alive, one worker per core.
