@@ -76,7 +76,7 @@ fn model(i: usize) -> ModelEntry {
         read_timeout_ms: 30_000,
         available_to_all_tenants: true,
         parameters: Default::default(),
-        rate: None,
+        rates: Vec::new(),
     }
 }
 

@@ -4,10 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The rate of a model in force now, in micros (millionths of a minor unit).
+/// One version of a model's rate, in micros (millionths of a minor unit). The snapshot
+/// carries a model's latest versions (it never depends on the clock), and the proxy prices
+/// with the one in force when the request arrives ([`rate_at`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateEntry {
+    /// RFC 3339 UTC, fixed width (as the store writes it).
+    pub effective_from: String,
     pub currency: String,
     pub input_per_1k_micros: i64,
     pub output_per_1k_micros: i64,
@@ -25,6 +29,12 @@ impl RateEntry {
             + i128::from(self.per_request_micros.max(0));
         i64::try_from(total).unwrap_or(i64::MAX)
     }
+}
+
+/// The version of `rates` (sorted by `effective_from`) in force at `at` (RFC 3339 UTC, fixed
+/// width, so text order is time order).
+pub fn rate_at<'a>(rates: &'a [RateEntry], at: &str) -> Option<&'a RateEntry> {
+    rates.iter().rev().find(|r| r.effective_from.as_str() <= at)
 }
 
 /// One tenant's funds as the gateway gates on them.
@@ -54,6 +64,7 @@ mod tests {
     #[test]
     fn estimates_round_up_and_never_overflow() {
         let rate = RateEntry {
+            effective_from: "2026-01-01T00:00:00.000000Z".into(),
             currency: "CNY".into(),
             input_per_1k_micros: 150,
             output_per_1k_micros: 600,
@@ -63,5 +74,19 @@ mod tests {
         assert_eq!(rate.cost_micros(1, 1), 12);
         assert_eq!(rate.cost_micros(1_000, 1_000), 760);
         assert_eq!(rate.cost_micros(u64::MAX, u64::MAX), i64::MAX);
+        let later = RateEntry {
+            effective_from: "2026-06-01T00:00:00.000000Z".into(),
+            ..rate.clone()
+        };
+        let rates = [rate, later];
+        assert_eq!(rate_at(&rates, "2025-12-31T23:59:59.000000Z"), None);
+        assert_eq!(
+            rate_at(&rates, "2026-03-01T00:00:00.000000Z").map(|r| r.effective_from.as_str()),
+            Some("2026-01-01T00:00:00.000000Z")
+        );
+        assert_eq!(
+            rate_at(&rates, "2026-06-01T00:00:00.000000Z").map(|r| r.effective_from.as_str()),
+            Some("2026-06-01T00:00:00.000000Z")
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod snapshot;
 pub mod usage;
 
 pub use access_log::{AccessLogBatch, AccessLogEntry};
-pub use funds::{FundsEntry, FundsFeed, RateEntry};
+pub use funds::{rate_at, FundsEntry, FundsFeed, RateEntry};
 pub use node::{BreakerReport, BreakerState, Heartbeat, HeartbeatAck, ServiceReport};
 pub use protection::{
     BreakerEntry, BreakerStrategy, BreakerTarget, BreakerTargetKind, DegradationEntry,

@@ -141,10 +141,10 @@ pub struct ModelEntry {
     pub available_to_all_tenants: bool,
     /// Request parameter rules (defaults, bounds, forced values).
     pub parameters: BTreeMap<String, ParameterRule>,
-    /// The rate in force, used to price a request's estimate before forwarding it (tenants on
-    /// a spending limit); None when the model is not priced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<crate::funds::RateEntry>,
+    /// The latest rate versions (by `effective_from`), to price a request's estimate before
+    /// forwarding it (tenants on a spending limit); empty when the model is not priced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<crate::funds::RateEntry>,
 }
 
 /// One upstream endpoint of a model.

@@ -36,6 +36,10 @@ pub fn router(state: AppState) -> Router {
     let api = snapshot::routes(api);
     let api = crate::alerts::routes(api);
     let api = crate::protection::routes(api);
+    let api = crate::billing::routes::routes(api);
+    let api = crate::billing::cards::routes(api);
+    let api = crate::billing::invoices::routes(api);
+    let api = crate::billing::overage::routes(api);
     let api = api
         .add(
             Endpoint::get(

@@ -51,6 +51,8 @@ pub async fn seed(state: &AppState, token_ttl: Duration) -> ApiResult<DemoCreden
                     included_credit_minor: 10_000,
                     monthly_price_minor: 0,
                     currency: Some("CNY".into()),
+                    included_tokens: None,
+                    overage_per_1k_micros: None,
                 },
                 &platform,
             )?;
@@ -170,5 +172,57 @@ pub async fn seed_inference(
     );
     resource::insert(&mut tx, &mut key).await?;
     tx.commit().await?;
+    seed_money(state, tenant_id).await?;
     Ok(plaintext)
+}
+
+/// Prices the demo model and puts the demo tenant on a prepaid balance of 100.00 CNY, once:
+/// inference through the proxy then shows up in `/api/tenants/{id}/balance` and
+/// `/api/balance/transactions`, and a spent balance gets 402.
+async fn seed_money(state: &AppState, tenant_id: &str) -> ApiResult<()> {
+    use crate::billing::{balance, ledger, rates};
+    use crate::models::Model;
+
+    let store = state.store();
+    let Some(model) = resource::load_by_unique::<Model>(store, DEMO_MODEL).await? else {
+        return Ok(());
+    };
+    if !rates::snapshot_entries(store)
+        .await?
+        .contains_key(&model.value.id)
+    {
+        // 0.1 fen per 1k input tokens, 0.2 per 1k output, 0.01 fen per request.
+        rates::append(
+            store,
+            vec![rates::RateInput {
+                model_id: model.value.id.clone(),
+                currency: Some("CNY".into()),
+                input_per_1k_micros: 100_000,
+                output_per_1k_micros: 200_000,
+                per_request_micros: 10_000,
+                effective_from: None,
+            }],
+            "demo",
+        )
+        .await?;
+    }
+    let mut tx = store.begin().await?;
+    if ledger::read_balance(&mut tx, tenant_id).await?.is_none() {
+        ledger::set_overdraft(&mut tx, tenant_id, "CNY", Some(0)).await?;
+    }
+    tx.commit().await?;
+    balance::adjust(
+        store,
+        balance::AdjustInput {
+            tenant_id: tenant_id.to_owned(),
+            amount_minor: 10_000,
+            currency: Some("CNY".into()),
+            reason: "demo funds".into(),
+            force: false,
+        },
+        "demo-funds",
+        "demo",
+    )
+    .await?;
+    Ok(())
 }

@@ -89,14 +89,14 @@ async fn replays_and_in_batch_repeats_count_as_duplicates(stack: Stack) {
         .await
         .expect(200);
     assert_eq!(r.json, json!({ "inserted": 2, "duplicates": 1 }));
-    // Same id, different content: still a duplicate, and the first content stands.
+    // Same id, different content: refused (U2), and the first content stands.
     let mut changed = event("r-1", "t", 1);
     changed["output_tokens"] = json!(999);
     let r = node(&stack)
         .post("/api/internal/usage", json!({ "events": [changed] }))
         .await
-        .expect(200);
-    assert_eq!(r.json, json!({ "inserted": 0, "duplicates": 1 }));
+        .expect(422);
+    assert_eq!(r.error_code(), "usage_conflict");
     let h = stack
         .admin()
         .get("/api/inference/history?model=gpt-4o")

@@ -148,7 +148,7 @@ mod tests {
             read_timeout_ms: 1000,
             available_to_all_tenants: true,
             parameters: Default::default(),
-            rate: None,
+            rates: Vec::new(),
         }
     }
 

@@ -363,11 +363,12 @@ async fn find(tx: &mut Tx, tenant_id: &str, key: &str) -> ApiResult<Option<Ledge
 /// (the reconciliation check; empty when the books balance).
 pub async fn drift(tx: &mut Tx) -> ApiResult<Vec<(String, i64, i64)>> {
     let rows = sqlx::query(
-        "SELECT b.tenant_id, b.balance_minor, \
+        // PostgreSQL sums BIGINTs as NUMERIC, which sqlx's Any driver cannot decode.
+        "SELECT b.tenant_id, b.balance_minor, CAST(\
          COALESCE((SELECT SUM(l.amount_minor) FROM ledger_entries l \
                    WHERE l.tenant_id = b.tenant_id), 0) \
          - COALESCE((SELECT SUM(u.debit_minor) FROM usage_events u \
-                     WHERE u.tenant_id = b.tenant_id), 0) AS computed \
+                     WHERE u.tenant_id = b.tenant_id), 0) AS BIGINT) AS computed \
          FROM tenant_balances b",
     )
     .fetch_all(&mut **tx)

@@ -62,6 +62,11 @@ async fn ingest_batch(
 ) -> ApiResult<Response> {
     let (events, repeated) = ingest::prepare(batch)?;
     let ack = ingest::ingest(state.store(), &events, repeated).await?;
+    if ack.inserted > 0 {
+        let tenants: std::collections::BTreeSet<String> =
+            events.iter().map(|e| e.tenant_id.clone()).collect();
+        tokio::spawn(record_overage(state.clone(), tenants));
+    }
     let counted = &state.metrics().usage_events;
     counted
         .with_label_values(&["inserted"])
@@ -77,6 +82,25 @@ async fn ingest_batch(
         ..AuditTarget::default()
     };
     Ok(target.attach(Json(ack)))
+}
+
+/// Records the overage thresholds the new usage crossed (one record and one notification per
+/// tenant, rule, period and threshold, however often this runs), after the ingest committed so
+/// that ingest never waits on it.
+async fn record_overage(state: AppState, tenants: std::collections::BTreeSet<String>) {
+    for tenant in tenants {
+        let outcome = async {
+            let mut tx = state.store().begin().await?;
+            crate::billing::overage::evaluate_tenant(&mut tx, &tenant, chrono::Utc::now(), None)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            tracing::warn!(tenant_id = %tenant, error = %e, "overage evaluation after ingest failed");
+        }
+    }
 }
 
 async fn list(

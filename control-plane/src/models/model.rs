@@ -158,7 +158,7 @@ impl Model {
             read_timeout_ms: self.read_timeout_ms,
             available_to_all_tenants: self.available_to_all_tenants,
             parameters: self.parameters.clone(),
-            rate: None,
+            rates: Vec::new(),
         }
     }
 }

@@ -60,15 +60,21 @@ pub trait Crud: Resource {
 
 /// Registers list, create, get, update and delete for `T`.
 pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
+    crud_routes_at::<T>(api, T::PATH, T::TAG)
+}
+
+/// The same five endpoints for `T` under another collection path, with operation ids under
+/// `tag`: a second address of the same resource (e.g. tenant plans as `/api/billing/plans`).
+pub fn crud_routes_at<T: Crud>(api: ApiBuilder, path: &str, tag: &str) -> ApiBuilder {
     let (read, write) = match T::SCOPE {
         Scope::Platform => (Access::Read, Access::PlatformAdmin),
         Scope::Tenant => (Access::Read, Access::TenantWrite),
         Scope::TenantItself => (Access::Read, Access::PlatformAdmin),
     };
-    let item = format!("{}/{{id}}", T::PATH);
-    let op = |verb: &str| format!("{}.{verb}", T::TAG);
+    let item = format!("{path}/{{id}}");
+    let op = |verb: &str| format!("{tag}.{verb}");
     api.add(
-        Endpoint::get(T::PATH, op("list"), format!("List {}s", T::LABEL))
+        Endpoint::get(path, op("list"), format!("List {}s", T::LABEL))
             .access(read)
             .resource(T::KIND)
             .query::<ListQuery>()
@@ -76,7 +82,7 @@ pub fn crud_routes<T: Crud>(api: ApiBuilder) -> ApiBuilder {
         list_handler::<T>,
     )
     .add(
-        Endpoint::post(T::PATH, op("create"), format!("Create a {}", T::LABEL))
+        Endpoint::post(path, op("create"), format!("Create a {}", T::LABEL))
             .access(write)
             .resource(T::KIND)
             .request::<T::Create>()

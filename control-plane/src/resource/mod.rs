@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use crud::{crud_routes, Crud};
+pub use crud::{crud_routes, crud_routes_at, Crud};
 pub use list::{list, ListQuery};
 
 use crate::auth::Principal;

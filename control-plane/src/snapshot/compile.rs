@@ -44,6 +44,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let routes = resource::load_all::<Route>(store).await?;
         let domains = resource::load_all::<Domain>(store).await?;
         let protection = crate::protection::load(store).await?;
+        let mut rates = crate::billing::rates::snapshot_entries(store).await?;
         if store.config_version().await? != version {
             continue;
         }
@@ -72,7 +73,14 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         return Ok(Snapshot::from_parts(
             version,
             tenants,
-            models.iter().map(Model::snapshot_entry).collect(),
+            models
+                .iter()
+                .map(|m| {
+                    let mut entry = m.snapshot_entry();
+                    entry.rates = rates.remove(&m.id).unwrap_or_default();
+                    entry
+                })
+                .collect(),
             api_keys,
             tenant_models,
             gateway,

@@ -1,4 +1,6 @@
 //! Tenant plans (API §1.3): quotas and price of a tier. A plan in use cannot be deleted.
+//! The same resource is also served as the billing plans of API §2.2 (`/api/billing/plans`):
+//! one plan concept, two addresses.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,13 @@ pub struct TenantPlan {
     /// Monthly price, in minor units of `currency`.
     pub monthly_price_minor: i64,
     pub currency: String,
+    /// Tokens included each month; None: no allowance (every token is billed at the rates).
+    #[serde(default)]
+    pub included_tokens: Option<u64>,
+    /// Price of 1,000 tokens beyond `included_tokens`, in micros of `currency`; None: tokens
+    /// beyond the allowance are billed at the model rates.
+    #[serde(default)]
+    pub overage_per_1k_micros: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -54,6 +63,10 @@ pub struct TenantPlanInput {
     pub monthly_price_minor: i64,
     /// Default `CNY`.
     pub currency: Option<String>,
+    /// Tokens included each month (more than 0).
+    pub included_tokens: Option<u64>,
+    /// Price of 1,000 tokens beyond the included ones, micros of `currency` (0 or more).
+    pub overage_per_1k_micros: Option<i64>,
 }
 
 impl TenantPlan {
@@ -79,6 +92,16 @@ impl TenantPlan {
         validate::non_negative_money("monthly_price_minor", input.monthly_price_minor)?;
         let currency = input.currency.unwrap_or_else(|| "CNY".into());
         validate::currency("currency", &currency)?;
+        validate::positive("included_tokens", input.included_tokens)?;
+        if input
+            .included_tokens
+            .is_some_and(|t| i64::try_from(t).is_err())
+        {
+            return Err(ApiError::invalid("included_tokens", "is too large"));
+        }
+        if let Some(price) = input.overage_per_1k_micros {
+            validate::non_negative_money("overage_per_1k_micros", price)?;
+        }
         self.name = input.name;
         self.description = input.description;
         self.quotas = input.quotas;
@@ -86,6 +109,8 @@ impl TenantPlan {
         self.included_credit_minor = input.included_credit_minor;
         self.monthly_price_minor = input.monthly_price_minor;
         self.currency = currency;
+        self.included_tokens = input.included_tokens;
+        self.overage_per_1k_micros = input.overage_per_1k_micros;
         Ok(())
     }
 }
@@ -125,6 +150,8 @@ impl Crud for TenantPlan {
             included_credit_minor: 0,
             monthly_price_minor: 0,
             currency: String::new(),
+            included_tokens: None,
+            overage_per_1k_micros: None,
             created_at: String::new(),
             updated_at: String::new(),
         };

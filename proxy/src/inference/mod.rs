@@ -10,7 +10,7 @@ pub mod sse;
 use std::time::Instant;
 
 use bytes::Bytes;
-use medgate_config::UsageEvent;
+use medgate_config::{rate_at, UsageEvent};
 use medgate_plugins::{Decision, Plugin, RequestView, TenantStatusGate};
 use pingora::proxy::Session;
 use rand::Rng;
@@ -199,10 +199,7 @@ pub async fn handle(
         .funds
         .reserve(
             &tenant.id,
-            model
-                .entry
-                .rate
-                .as_ref()
+            rate_at(&model.entry.rates, &ctx.arrived_at)
                 .map_or(0, |r| r.cost_micros(estimate_in, estimate_out)),
         )
         .map_err(|_| protect::funds_exhausted())?;
@@ -298,10 +295,7 @@ pub async fn handle(
     };
     admission.settle(input.saturating_add(output)).await;
     if let Some(reservation) = reservation {
-        let cost = served_by
-            .entry
-            .rate
-            .as_ref()
+        let cost = rate_at(&served_by.entry.rates, &ctx.arrived_at)
             .map_or(0, |r| r.cost_micros(input, output));
         reservation.settle(&ctx.request_id, cost);
     }
