@@ -51,6 +51,9 @@ pub struct ProxySettings {
     pub threads: usize,
     /// Seconds in-flight requests get to finish when the proxy stops.
     pub grace_period_secs: u64,
+    /// Longest a cluster-mode rate-limit call to Redis may take before the rule's
+    /// `on_store_error` applies, milliseconds.
+    pub redis_timeout_ms: u64,
     /// Control plane of a standalone `medgate proxy`, e.g. `http://10.0.0.5:8081`.
     pub control_plane_url: Option<String>,
     /// Token with role `node` for the control plane (minted from the HS256 secret if absent).
@@ -106,6 +109,7 @@ impl Default for ProxySettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             threads: 2,
             grace_period_secs: 5,
+            redis_timeout_ms: 50,
             control_plane_url: None,
             node_token: None,
         }

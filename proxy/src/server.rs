@@ -28,9 +28,6 @@ use crate::protection::Protection;
 use crate::shared::Shared;
 use crate::sink::{self, EventSink, Overflow, SinkConfig, SinkEvent};
 
-/// Longest a rate-limit call to Redis may take before the rule's failure mode applies.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-
 /// How to run the proxy.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -45,6 +42,8 @@ pub struct ProxyOptions {
     pub grace_period_secs: u64,
     /// `redis://...` for cluster-mode rate limits; None counts them in this process only.
     pub redis_url: Option<String>,
+    /// Longest a Redis call may take before a rule's failure mode applies.
+    pub redis_timeout: Duration,
 }
 
 /// Where the snapshot comes from.
@@ -104,7 +103,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
     drop(std::net::TcpListener::bind(options.listen)?);
     let redis = match &options.redis_url {
         Some(url) => Some(
-            RedisLimitStore::new(url, REDIS_TIMEOUT)
+            RedisLimitStore::new(url, options.redis_timeout)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
         ),
         None => None,

@@ -207,6 +207,7 @@ async fn start() -> Fixture {
         threads: 2,
         grace_period_secs: 1,
         redis_url: None,
+        redis_timeout: std::time::Duration::from_secs(2),
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");

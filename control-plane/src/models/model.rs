@@ -72,7 +72,9 @@ pub struct Upstream {
     pub max_concurrency: Option<u32>,
 }
 
-/// Prices in integer minor units of `currency` (used by billing).
+/// The model's list price in integer minor units of `currency`, as shown in the catalogue.
+/// What usage is charged comes from the versioned rates (`/api/billing/rates`), which have
+/// sub-minor precision and an effective time; this field does not change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {

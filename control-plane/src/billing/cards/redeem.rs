@@ -126,6 +126,16 @@ pub async fn redeem(
         Guard::WithinOverdraft,
     )
     .await?;
+    // A top-up re-arms a low-balance threshold it lifts the balance above.
+    let after = posted.balance.balance_minor;
+    crate::billing::thresholds::observe(
+        &mut tx,
+        &tenant.id,
+        &currency,
+        after.saturating_sub(amount_minor),
+        after,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Redeemed {
         tenant_id: tenant.id.clone(),
