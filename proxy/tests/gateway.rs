@@ -2,20 +2,15 @@
 //! resolution, body rewriting, streaming with and without usage, metering into the usage
 //! spool, errors in OpenAI's shape, and hot reload of the gateway file.
 
-use std::net::TcpListener;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use medgate_config::UsageEvent;
 use medgate_proxy::{ConfigSource, ProxyHandle, ProxyOptions};
 use medgate_testkit::{Behavior, MockUpstream};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-const KEY: &str =
-    "mg_0123456789ab_4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a";
-const OTHER_KEY: &str =
-    "mg_ba9876543210_00000000000000000000000000000000000000000000000000000000000000aa";
+use support::{free_port, sha, usage_events, KEY, OTHER_KEY};
 
 struct Fixture {
     proxy: Option<ProxyHandle>,
@@ -31,17 +26,6 @@ impl Drop for Fixture {
             p.stop();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn gateway_yaml(upstream: &str, tenant_status: &str, extra_model: Value) -> String {
@@ -109,7 +93,7 @@ async fn start() -> Fixture {
         threads: 2,
         grace_period_secs: 1,
         redis_url: None,
-        redis_timeout: std::time::Duration::from_secs(2),
+        redis_timeout: Duration::from_secs(2),
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");
@@ -147,22 +131,6 @@ async fn post(f: &Fixture, path: &str, key: Option<&str>, body: Value) -> (u16, 
         serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
     )
-}
-
-/// Reads the usage spool (the sink writes there in static mode), waiting for `n` events.
-async fn usage_events(dir: &Path, n: usize) -> Vec<UsageEvent> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let events: Vec<UsageEvent> = std::fs::read_to_string(dir.join("usage-spool.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if events.len() >= n || Instant::now() > deadline {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Streams a body just over the gateway's 2 MiB limit without a Content-Length, slowly enough

@@ -3,7 +3,8 @@
 //! `api_key_auth`; tenant routes; the gateway's own paths staying its own; and a verified
 //! domain mapping its Host to its tenant on the inference path.
 
-use std::net::TcpListener;
+mod support;
+
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use axum::Json;
 use medgate_proxy::{ConfigSource, ProxyHandle, ProxyOptions};
 use medgate_testkit::MockUpstream;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use support::{free_port, sha};
 
 const KEY_T1: &str =
     "mg_0123456789ab_4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a4f1c2a7d9e8b6c5a";
@@ -71,17 +72,6 @@ async fn backend(name: &'static str) -> Backend {
         let _ = axum::serve(listener, app).await;
     });
     Backend { url, health }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn sha(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn tenant(id: &str, status: &str) -> Value {
@@ -207,7 +197,7 @@ async fn start() -> Fixture {
         threads: 2,
         grace_period_secs: 1,
         redis_url: None,
-        redis_timeout: std::time::Duration::from_secs(2),
+        redis_timeout: Duration::from_secs(2),
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");

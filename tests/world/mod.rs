@@ -156,7 +156,7 @@ pub async fn world() -> World {
         threads: 2,
         grace_period_secs: 1,
         redis_url: None,
-        redis_timeout: std::time::Duration::from_secs(2),
+        redis_timeout: Duration::from_secs(2),
     })
     .expect("proxy");
     let proxy_url = format!("http://{proxy_addr}");
