@@ -40,7 +40,7 @@ fn options(settings: &Settings, source: ConfigSource) -> ProxyOptions {
         threads: settings.proxy.threads,
         grace_period_secs: settings.proxy.grace_period_secs,
         redis_url: settings.redis_url.clone(),
-        redis_timeout: std::time::Duration::from_millis(settings.proxy.redis_timeout_ms.max(1)),
+        redis_timeout: Duration::from_millis(settings.proxy.redis_timeout_ms.max(1)),
     }
 }
 
