@@ -32,6 +32,9 @@ pub struct Endpoint {
     /// Content type of the success response when it is not JSON.
     pub response_content_type: Option<&'static str>,
     pub success: u16,
+    /// A second success status with the same body (e.g. 200 for a replayed or replacing
+    /// call of an endpoint that answers 201 when it creates).
+    pub also_success: Option<u16>,
     /// Request body limit of this endpoint when it differs from the API-wide one.
     pub max_body: Option<usize>,
     /// Whether mutating calls are written to the audit log (see [`Endpoint::unaudited`]).
@@ -60,6 +63,7 @@ impl Endpoint {
             response: None,
             response_content_type: None,
             success: 200,
+            also_success: None,
             max_body: None,
             audited: true,
         }
@@ -141,6 +145,12 @@ impl Endpoint {
 
     pub fn status(mut self, status: u16) -> Self {
         self.success = status;
+        self
+    }
+
+    /// Documents a second success status answering the same body.
+    pub fn also_status(mut self, status: u16) -> Self {
+        self.also_success = Some(status);
         self
     }
 

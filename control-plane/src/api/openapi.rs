@@ -55,7 +55,15 @@ pub fn document(endpoints: &[Arc<Endpoint>]) -> Value {
             (_, Some(types)) => {
                 let content: Map<String, Value> = types
                     .split(", ")
-                    .map(|t| (t.to_owned(), json!({ "schema": { "type": "string" } })))
+                    // A JSON flavour (`application/fhir+json`) is a document, not a string.
+                    .map(|t| {
+                        let ty = if t.ends_with("+json") {
+                            "object"
+                        } else {
+                            "string"
+                        };
+                        (t.to_owned(), json!({ "schema": { "type": ty } }))
+                    })
                     .collect();
                 json!({ "description": "Success", "content": content })
             }
@@ -65,6 +73,9 @@ pub fn document(endpoints: &[Arc<Endpoint>]) -> Value {
             }),
             (None, None) => json!({ "description": "Success" }),
         };
+        if let Some(also) = ep.also_success {
+            responses.insert(also.to_string(), success.clone());
+        }
         responses.insert(ep.success.to_string(), success);
         for (status, description) in error_statuses(ep) {
             responses.insert(

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{insert, list, load, load_tx, remove, replace, visible, ListQuery, Resource, Scope};
+use super::{
+    insert, list, load, load_tx, readable, remove, replace, visible, ListQuery, Resource, Scope,
+};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::pagination::Page;
 use crate::api::{ApiBuilder, AuditTarget, Endpoint};
@@ -158,7 +160,7 @@ async fn get_handler<T: Crud>(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<T::View>> {
     Ok(Json(
-        visible(&principal, load::<T>(state.store(), &id).await?, &id)?
+        readable(&principal, load::<T>(state.store(), &id).await?, &id)?
             .value
             .view(),
     ))

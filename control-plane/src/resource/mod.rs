@@ -73,6 +73,12 @@ pub trait Resource:
     fn ref_id(&self) -> Option<&str> {
         None
     }
+    /// Whether every caller may read this resource although it belongs to no tenant (a
+    /// published platform template that tenants copy). Only reads widen: tenant-scoped callers
+    /// writing it get 403, since they can see it.
+    fn shared(&self) -> bool {
+        false
+    }
     fn set_timestamps(&mut self, created_at: &str, updated_at: &str);
 }
 
@@ -253,7 +259,8 @@ pub async fn load_all<T: Resource>(store: &Store) -> ApiResult<Vec<T>> {
         .collect()
 }
 
-/// The caller may see this resource: missing or another tenant's is the same 404.
+/// The caller may see (and, with the endpoint's role check, change) this resource: missing or
+/// another tenant's is the same 404; a shared platform resource is 403 for tenant roles.
 pub fn visible<T: Resource>(
     principal: &Principal,
     stored: Option<Stored<T>>,
@@ -261,9 +268,29 @@ pub fn visible<T: Resource>(
 ) -> ApiResult<Stored<T>> {
     let stored = stored.ok_or_else(|| ApiError::not_found(T::KIND, id))?;
     if T::SCOPE.is_tenant_bound() {
+        let shared = stored.value.tenant_id().is_none() && stored.value.shared();
+        if shared && principal.tenant_scope().is_some() {
+            return Err(ApiError::forbidden(format!(
+                "this {} is shared by the platform; only platform admins change it",
+                T::LABEL
+            )));
+        }
         principal.check_tenant(stored.value.tenant_id(), T::KIND, id)?;
     }
     Ok(stored)
+}
+
+/// [`visible`] for reads: a [`Resource::shared`] resource without a tenant is readable by
+/// every caller; anything else as [`visible`] (missing or another tenant's is 404).
+pub fn readable<T: Resource>(
+    principal: &Principal,
+    stored: Option<Stored<T>>,
+    id: &str,
+) -> ApiResult<Stored<T>> {
+    match stored {
+        Some(s) if s.value.tenant_id().is_none() && s.value.shared() => Ok(s),
+        other => visible(principal, other, id),
+    }
 }
 
 /// Loads, lets `change` modify, and writes back in one transaction, retrying when another

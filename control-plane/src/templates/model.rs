@@ -3,9 +3,12 @@
 //! items and order is array order. Defaults are left out of the JSON so the canonical form
 //! (and its hash) does not depend on how a client spelled "false".
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::rules::RuleDefinition;
 use super::value::{OptionValue, Value};
 
 /// The 16 item types of R4 (`item-type` value set).
@@ -144,6 +147,10 @@ pub struct Item {
     /// Children: a group's questions, or questions nested under a question.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<Item>,
+    /// Ids of the validation rules (`/api/validation-rules`) attached to this item. Their
+    /// definitions are copied into [`Content::rules`] when the version is published.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
 }
 
 /// The content of one template version: what publish freezes and hashes.
@@ -152,6 +159,12 @@ pub struct Item {
 pub struct Content {
     #[serde(default)]
     pub items: Vec<Item>,
+    /// The definitions of the rules the items attach, by rule id, as they were when the
+    /// version was published (filled by publish; in a draft it is only what the last
+    /// publish froze and is replaced at the next one). Later edits of a rule never change
+    /// a published version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, RuleDefinition>,
 }
 
 impl Content {

@@ -26,6 +26,17 @@ pub enum TemplateStatus {
     Retired,
 }
 
+/// Where a copied template came from (`POST /api/templates/{id}/copy`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CopiedFrom {
+    /// The source template, usually a platform template.
+    pub template_id: String,
+    /// The published version whose content was copied.
+    pub version: i64,
+    /// That version's content hash, so a copy can be traced to exact content.
+    pub content_sha256: String,
+}
+
 impl TemplateStatus {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,20 +45,40 @@ impl TemplateStatus {
             TemplateStatus::Retired => "retired",
         }
     }
+
+    /// The status spelled as [`Self::as_str`] spells it.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "draft" => Some(TemplateStatus::Draft),
+            "active" => Some(TemplateStatus::Active),
+            "retired" => Some(TemplateStatus::Retired),
+            _ => None,
+        }
+    }
 }
 
-/// A medical record template. `tenant_id` is `None` for a platform template.
+/// A medical record template. `tenant_id` is `None` for a platform template: managed by
+/// platform admins, readable by every role once published, copied by tenants.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Template {
     pub id: String,
     pub tenant_id: Option<String>,
     pub name: String,
     pub description: Option<String>,
+    /// `draft` until first published, `active` while some version is active, `retired` once
+    /// every published version is.
     pub status: TemplateStatus,
-    /// The latest published version, if any.
+    /// The latest published version, if any (it may be retired; see the versions list).
     pub current_version: Option<i64>,
     /// The editable content; `None` when everything is published (create a version to edit).
     pub draft: Option<Content>,
+    /// Set on copies: the template and version this one started from.
+    #[serde(default)]
+    pub copied_from: Option<CopiedFrom>,
+    /// The FHIR identity (`url`, `identifier`) of a template imported from a Questionnaire,
+    /// which its exports keep; `None` for templates created here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<super::fhir::FhirIdentity>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -127,6 +158,10 @@ impl Resource for Template {
     fn status(&self) -> Option<String> {
         Some(self.status.as_str().to_owned())
     }
+    /// A platform template is readable by every role once it has a published version.
+    fn shared(&self) -> bool {
+        self.tenant_id.is_none() && self.current_version.is_some()
+    }
 }
 
 #[async_trait]
@@ -153,6 +188,8 @@ impl Crud for Template {
             status: TemplateStatus::Draft,
             current_version: None,
             draft: Some(input.content),
+            copied_from: None,
+            fhir: None,
             created_at: String::new(),
             updated_at: String::new(),
         })

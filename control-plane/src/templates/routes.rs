@@ -9,10 +9,11 @@ use axum::Json;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::record::{self, RecordData, Severity, ValidationReport};
+use super::record::{self, RecordData, ValidationReport};
 use super::resource::{no_draft, Template, TemplateStatus};
 use super::structure;
 use super::versions::{self, TemplateVersion, VersionSummary};
+use super::{copy, elements, lifecycle, sections};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::pagination::Page;
 use crate::api::{ApiBuilder, AuditTarget, Endpoint};
@@ -24,12 +25,19 @@ use crate::store;
 use crate::tenants;
 
 pub fn routes(api: ApiBuilder) -> ApiBuilder {
+    let api = elements::routes(api);
+    let api = sections::routes(api);
+    let api = copy::routes(api);
+    let api = lifecycle::routes(api);
+    let api = super::fhir::routes(api);
+    let api = super::rules::routes(api);
     let api = crud_routes::<Template>(api)
         .add(
             Endpoint::get(
                 "/api/tenants/{tenantId}/templates",
                 "templates.list_tenant",
-                "List one tenant's templates",
+                "List one tenant's own templates (copies name their source in copied_from; \
+                 platform templates to copy are at /api/platform-templates)",
             )
             .resource(Template::KIND)
             .query::<ListQuery>()
@@ -101,8 +109,12 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateQuery {
-    /// The version the record is pinned to; the current version when left out.
+    /// The version the record is pinned to; the highest active version when left out.
     pub version: Option<i64>,
+    /// The record was captured earlier on `version` (re-checking, displaying, amending it):
+    /// a retired version still checks it. A new record (the default) needs an active version.
+    #[serde(default)]
+    pub existing: bool,
 }
 
 async fn validate_record(
@@ -110,6 +122,7 @@ async fn validate_record(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ValidateQuery>,
+    headers: axum::http::HeaderMap,
     ApiJson(record): ApiJson<RecordData>,
 ) -> ApiResult<Json<ValidationReport>> {
     let template = visible(&state, &principal, &id).await?;
@@ -119,25 +132,10 @@ async fn validate_record(
             format!("at most {} items", record::MAX_RECORD_ITEMS),
         ));
     }
-    let number = match q.version.or(template.current_version) {
-        Some(n) => n,
-        None => {
-            return Err(ApiError::conflict(
-                "not_published",
-                "the template has no published version to validate against",
-            ))
-        }
-    };
     let mut conn = state.store().reader().acquire().await?;
-    let version = versions::get(&mut conn, &id, number)
-        .await?
-        .ok_or_else(|| ApiError::not_found("template_version", format!("{id} v{number}")))?;
-    let issues = record::validate(&version.content, &record);
-    Ok(Json(ValidationReport {
-        valid: !issues.iter().any(|i| i.severity == Severity::Error),
-        version: number,
-        issues,
-    }))
+    let version = lifecycle::record_version(&mut conn, &template, q.version, q.existing).await?;
+    let language = super::rules::Language::from_headers(&headers);
+    Ok(Json(record::report(&version, &record, language)))
 }
 
 async fn list_tenant(
@@ -162,10 +160,11 @@ async fn list_tenant(
     ))
 }
 
-/// The template if the caller may see it (another tenant's is 404).
+/// The template if the caller may read it (another tenant's is 404; a published platform
+/// template is readable by all).
 async fn visible(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Template> {
     let stored = resource::load::<Template>(state.store(), id).await?;
-    Ok(resource::visible(principal, stored, id)?.value)
+    Ok(resource::readable(principal, stored, id)?.value)
 }
 
 async fn list_versions(
@@ -232,10 +231,11 @@ async fn publish(
         let mut tx = state.store().begin().await?;
         let loaded = resource::load_tx::<Template>(&mut tx, &id).await?;
         let mut stored = resource::visible(&principal, loaded, &id)?;
-        let content = stored.value.draft.take().ok_or_else(|| {
+        let mut content = stored.value.draft.take().ok_or_else(|| {
             ApiError::conflict("no_draft", "the template has no draft to publish")
         })?;
         structure::check(&content)?;
+        super::rules::freeze(&mut tx, &mut content, stored.value.tenant_id.as_deref()).await?;
         let number = versions::latest(&mut tx, &id).await?.unwrap_or(0) + 1;
         let (_, sha) = versions::canonical(&content)?;
         let version = TemplateVersion {

@@ -233,6 +233,7 @@ fn check_item(item: &Item, types: &HashMap<&str, ItemType>) -> Result<(), Violat
             )?;
         }
     }
+    super::rules::freeze::check_refs(item)?;
     check_enable_when(item, types)?;
     check_limits(item)
 }

@@ -128,8 +128,8 @@ impl Value {
         )
     }
 
-    /// Orders two values of the same kind (numbers, dates, times, strings, same-unit
-    /// quantities); `None` when they do not compare.
+    /// Orders two values of the same kind (numbers, dates, times, strings, quantities in
+    /// convertible units); `None` when they do not compare.
     pub fn compare(&self, other: &Value) -> Option<std::cmp::Ordering> {
         match (self, other) {
             (Value::Integer(a), Value::Integer(b)) => Some(a.cmp(b)),
@@ -147,6 +147,15 @@ impl Value {
             }
             (Value::Quantity(a), Value::Quantity(b)) if a.unit == b.unit => {
                 a.value.partial_cmp(&b.value)
+            }
+            // Quantities in two known units of one dimension compare after conversion
+            // (1500 g < 2 kg); unknown or incompatible units do not compare.
+            (Value::Quantity(a), Value::Quantity(b)) => {
+                let (Some(from), Some(into)) = (&a.unit, &b.unit) else {
+                    return None;
+                };
+                let a = super::rules::units::convert(a.value, from, into).ok()?;
+                a.partial_cmp(&b.value)
             }
             _ => None,
         }

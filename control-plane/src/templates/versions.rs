@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::model::Content;
+use super::resource::TemplateStatus;
 use crate::error::{ApiError, ApiResult};
 use crate::store::Tx;
 
@@ -52,6 +53,43 @@ pub async fn latest(tx: &mut Tx, template_id: &str) -> ApiResult<Option<i64>> {
             .fetch_one(&mut **tx)
             .await?;
     Ok(max)
+}
+
+/// The highest version still `active`, if any: the one new records use by default.
+pub async fn latest_active(
+    conn: &mut sqlx::AnyConnection,
+    template_id: &str,
+) -> ApiResult<Option<i64>> {
+    let max: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(version) FROM template_versions WHERE template_id = $1 AND status = $2",
+    )
+    .bind(template_id)
+    .bind(TemplateStatus::Active.as_str())
+    .fetch_one(conn)
+    .await?;
+    Ok(max)
+}
+
+/// Moves one version from status `from` to `to`; false when it is not in `from` (any more).
+/// Only the status column changes: content and hash are never updated.
+pub async fn set_status(
+    tx: &mut Tx,
+    template_id: &str,
+    version: i64,
+    from: TemplateStatus,
+    to: TemplateStatus,
+) -> ApiResult<bool> {
+    let done = sqlx::query(
+        "UPDATE template_versions SET status = $1 \
+         WHERE template_id = $2 AND version = $3 AND status = $4",
+    )
+    .bind(to.as_str())
+    .bind(template_id)
+    .bind(version)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Appends a version; a unique violation means another publish took the number.

@@ -80,7 +80,8 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
         .resource("card_batch")
         .request::<BatchCreate>()
         .response::<BatchIssued>()
-        .status(201),
+        .status(201)
+        .also_status(200),
         create_batch,
     )
     .add(

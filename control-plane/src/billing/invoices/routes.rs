@@ -68,7 +68,8 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
         .resource(RESOURCE)
         .request::<GenerateRequest>()
         .response::<Invoice>()
-        .status(201),
+        .status(201)
+        .also_status(200),
         generate_invoice,
     )
     .add(

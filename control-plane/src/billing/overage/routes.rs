@@ -75,6 +75,8 @@ pub fn routes(api: ApiBuilder) -> ApiBuilder {
         )
         .access(Access::PlatformAdmin)
         .resource("overage_rule")
+        .status(201)
+        .also_status(200)
         .request::<OverageRuleInput>()
         .response::<OverageRule>(),
         set_rule,
