@@ -27,6 +27,11 @@ pub struct ProtectionEntry {
     /// `upstream:<label>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub recoveries: BTreeMap<String, u64>,
+    /// Tenants stopped by a hard overage cap (API §2.4): tenant id -> RFC 3339 UTC time the
+    /// cap lifts (the end of its billing period). The proxy answers 429 `quota_exceeded`
+    /// until then; a passed time is ignored.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quota_caps: BTreeMap<String, String>,
 }
 
 impl crate::Snapshot {
@@ -48,6 +53,7 @@ impl ProtectionEntry {
             && self.breakers.is_empty()
             && self.degradations.is_empty()
             && self.recoveries.is_empty()
+            && self.quota_caps.is_empty()
     }
 
     /// Checks every rule and that ids are unique.

@@ -19,6 +19,18 @@ both_backends!(
 
 const SETTINGS: &str = "/api/billing/overages/settings";
 
+/// The hard caps the snapshot hands the data plane.
+async fn snapshot_caps(stack: &Stack) -> std::collections::BTreeMap<String, String> {
+    let r = stack
+        .as_role(Role::Node, None)
+        .get("/api/internal/snapshot")
+        .await
+        .expect(200);
+    let s: medgate_config::Snapshot = serde_json::from_value(r.json).expect("snapshot");
+    s.validate().expect("valid");
+    s.protection.quota_caps
+}
+
 async fn settings_are_validated_and_replace_per_scope(stack: Stack) {
     let t = tenant(&stack, "rules", None).await;
     let admin = stack.admin();
@@ -304,6 +316,13 @@ async fn records_filter_and_hard_caps_follow_the_rules(stack: Stack) {
         .await
         .expect("caps")
         .is_empty());
+    // The data plane learns the cap through the snapshot (and ignores it once it lifts).
+    let caps = snapshot_caps(&stack).await;
+    assert_eq!(
+        caps.get(&hard).map(String::as_str),
+        Some("2026-04-01T00:00:00.000000Z")
+    );
+    assert_eq!(caps.len(), 1, "{caps:?}");
     // Raising the allowance above the usage lifts the cap.
     admin
         .post(
@@ -316,6 +335,10 @@ async fn records_filter_and_hard_caps_follow_the_rules(stack: Stack) {
         .await
         .expect("caps")
         .is_empty());
+    assert!(
+        snapshot_caps(&stack).await.is_empty(),
+        "lifted on the data plane too"
+    );
 
     let page = admin
         .get("/api/billing/overages?threshold=100")

@@ -636,3 +636,28 @@ async fn when_redis_dies_each_rule_follows_its_failure_mode() {
         "fallback limit of 2 in this proxy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_past_its_hard_cap_is_refused_until_the_period_ends() {
+    let mock = MockUpstream::start().await;
+    let config = gateway(
+        plain_tenants(),
+        vec![model("m1", "gpt-small", upstream(&mock.base_url()))],
+        json!({ "quota_caps": {
+            "t1": "2999-01-01T00:00:00.000000Z",
+            "t2": "2000-01-01T00:00:00.000000Z",
+        } }),
+    );
+    let p = start(&config, None).await;
+    let capped = chat(&p, KEY, "gpt-small").await;
+    assert_eq!(capped.status, 429, "{}", capped.body);
+    assert_eq!(capped.body["error"]["code"], "quota_exceeded");
+    let retry: u64 = capped
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!(retry > 86_400, "until the period ends: {retry}");
+    assert_eq!(mock.hits(), 0);
+    // A cap whose period has ended no longer applies.
+    assert_eq!(chat(&p, OTHER_KEY, "gpt-small").await.status, 200);
+}

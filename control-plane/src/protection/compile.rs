@@ -71,6 +71,8 @@ impl LoadedProtection {
                 r.validate().is_ok()
             }),
             recoveries: self.recoveries,
+            // Filled by the snapshot compiler from the overage records (billing).
+            quota_caps: Default::default(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let domains = resource::load_all::<Domain>(store).await?;
         let protection = crate::protection::load(store).await?;
         let mut rates = crate::billing::rates::snapshot_entries(store).await?;
+        let quota_caps = crate::billing::overage::snapshot_caps(store).await?;
         if store.config_version().await? != version {
             continue;
         }
@@ -65,7 +66,11 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             .map(TenantModel::snapshot_entry)
             .collect();
         let (routes, domains) = routing_entries(&routes, &domains, &tenant_ids);
-        let protection = protection.entry(&tenant_ids);
+        let mut protection = protection.entry(&tenant_ids);
+        protection.quota_caps = quota_caps
+            .into_iter()
+            .filter(|(tenant, _)| tenant_ids.contains(tenant))
+            .collect();
         let tenants = tenants
             .into_iter()
             .map(|t| tenant_entry(t, &plans, &policies))

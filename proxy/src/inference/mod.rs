@@ -121,6 +121,9 @@ pub async fn handle(
     if !view.client_allowed(&tenant.id, client_ip) {
         return Err(protect::network_refused());
     }
+    if let Some(until) = view.quota_capped_until(&tenant.id, &ctx.arrived_at) {
+        return Err(protect::quota_exceeded(until, &ctx.arrived_at));
+    }
     // Bulkhead before the body is read: it also bounds the bodies a tenant holds in memory.
     let mut pass = BulkheadPass::default();
     if let Some(iso) = &tenant.isolation {

@@ -167,6 +167,24 @@ pub fn unserved(u: &Unserved) -> GatewayError {
     }
 }
 
+/// A tenant past the hard cap of its overage rule until `until` (RFC 3339).
+pub fn quota_exceeded(until: &str, arrived_at: &str) -> GatewayError {
+    let secs = match (
+        chrono::DateTime::parse_from_rfc3339(until),
+        chrono::DateTime::parse_from_rfc3339(arrived_at),
+    ) {
+        (Ok(u), Ok(a)) => (u - a).num_seconds().max(1),
+        _ => 3600,
+    };
+    GatewayError::new(
+        429,
+        "insufficient_quota",
+        "quota_exceeded",
+        format!("this tenant has used its allowance for the period; it renews at {until}"),
+    )
+    .with_header("retry-after", secs.to_string())
+}
+
 /// A client whose address the tenant's network allowlist does not admit.
 pub fn network_refused() -> GatewayError {
     GatewayError::new(

@@ -136,6 +136,8 @@ pub struct View {
     degradations: HashMap<String, Vec<DegradationEntry>>,
     /// Tenants with a network allowlist.
     allowlists: HashMap<String, Vec<IpNet>>,
+    /// Tenants stopped by a hard overage cap, until the given RFC 3339 time.
+    quota_caps: HashMap<String, String>,
 }
 
 impl View {
@@ -170,7 +172,22 @@ impl View {
             limits: LimitRules::compile(snapshot, cluster),
             degradations,
             allowlists,
+            quota_caps: snapshot
+                .protection
+                .quota_caps
+                .iter()
+                .map(|(t, until)| (t.clone(), until.clone()))
+                .collect(),
         }
+    }
+
+    /// When the tenant's hard overage cap lifts, if it is capped at `at` (RFC 3339 UTC,
+    /// fixed width, so text order is time order).
+    pub fn quota_capped_until(&self, tenant_id: &str, at: &str) -> Option<&str> {
+        self.quota_caps
+            .get(tenant_id)
+            .map(String::as_str)
+            .filter(|until| *until > at)
     }
 
     /// Degradation rules for a model that apply to the tenant, in priority order.

@@ -42,6 +42,31 @@ pub async fn hard_capped_tenants(store: &Store, now: DateTime<Utc>) -> ApiResult
     .fetch_all(store.reader())
     .await?;
     let records: Vec<OverageRecord> = rows.iter().map(record_of).collect::<ApiResult<_>>()?;
+    caps_of(store, records).await
+}
+
+/// The caps for the snapshot, which never depends on the clock: each tenant's crossings of
+/// its latest capped period (the data plane ignores a cap whose `until` has passed). Tenant
+/// id -> the time the cap lifts.
+pub async fn snapshot_caps(store: &Store) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {RECORD_COLUMNS} FROM overage_records r WHERE threshold >= 100 \
+         AND period_end = (SELECT MAX(period_end) FROM overage_records l \
+                           WHERE l.tenant_id = r.tenant_id AND l.threshold >= 100) \
+         ORDER BY tenant_id, rule_id, threshold"
+    ))
+    .fetch_all(store.reader())
+    .await?;
+    let records: Vec<OverageRecord> = rows.iter().map(record_of).collect::<ApiResult<_>>()?;
+    Ok(caps_of(store, records)
+        .await?
+        .into_iter()
+        .map(|c| (c.tenant_id, c.until))
+        .collect())
+}
+
+/// The records (sorted by tenant) that still cap their tenant, one per tenant.
+async fn caps_of(store: &Store, records: Vec<OverageRecord>) -> ApiResult<Vec<HardCap>> {
     let mut caps: Vec<HardCap> = Vec::new();
     let mut conn = store.reader().acquire().await?;
     for r in records {

@@ -176,6 +176,10 @@ async fn insert(tx: &mut Tx, r: &OverageRecord) -> ApiResult<bool> {
     .bind(r.crossed_at.clone())
     .fetch_optional(&mut **tx)
     .await?;
+    // A hard cap reached changes what the data plane lets through: a new snapshot version.
+    if inserted.is_some() && r.threshold >= 100 && r.mode == "hard" {
+        store::bump_config_version(tx).await?;
+    }
     Ok(inserted.is_some())
 }
 

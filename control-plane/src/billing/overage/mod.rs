@@ -16,7 +16,7 @@ pub mod evaluate;
 pub mod routes;
 pub mod rules;
 
-pub use caps::{hard_capped_tenants, HardCap};
+pub use caps::{hard_capped_tenants, snapshot_caps, HardCap};
 pub use evaluate::{evaluate_tenant, OverageRecord};
 pub use routes::routes;
 pub use rules::{Metric, Mode, OverageRule, OverageRuleInput};

@@ -129,6 +129,8 @@ async fn set_rule(
     }
     let mut tx = state.store().begin().await?;
     let (rule, created) = rules::upsert(&mut tx, &input).await?;
+    // A changed allowance or mode can lift or impose a hard cap on the data plane.
+    crate::store::bump_config_version(&mut tx).await?;
     tx.commit().await?;
     let status = if created {
         StatusCode::CREATED
