@@ -65,7 +65,7 @@ async fn ingest_batch(
     if ack.inserted > 0 {
         let tenants: std::collections::BTreeSet<String> =
             events.iter().map(|e| e.tenant_id.clone()).collect();
-        tokio::spawn(record_overage(state.clone(), tenants));
+        crate::billing::overage::after_ingest::schedule(&state, tenants);
     }
     let counted = &state.metrics().usage_events;
     counted
@@ -82,25 +82,6 @@ async fn ingest_batch(
         ..AuditTarget::default()
     };
     Ok(target.attach(Json(ack)))
-}
-
-/// Records the overage thresholds the new usage crossed (one record and one notification per
-/// tenant, rule, period and threshold, however often this runs), after the ingest committed so
-/// that ingest never waits on it.
-async fn record_overage(state: AppState, tenants: std::collections::BTreeSet<String>) {
-    for tenant in tenants {
-        let outcome = async {
-            let mut tx = state.store().begin().await?;
-            crate::billing::overage::evaluate_tenant(&mut tx, &tenant, chrono::Utc::now(), None)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, ApiError>(())
-        }
-        .await;
-        if let Err(e) = outcome {
-            tracing::warn!(tenant_id = %tenant, error = %e, "overage evaluation after ingest failed");
-        }
-    }
 }
 
 async fn list(

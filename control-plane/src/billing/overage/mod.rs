@@ -11,6 +11,7 @@
 //! * Invoices read the tenant's token allowance and overage rate through
 //!   [`rules::effective`] (see `invoices::content::terms`).
 
+pub mod after_ingest;
 pub mod caps;
 pub mod evaluate;
 pub mod routes;
