@@ -15,6 +15,7 @@ pub mod instance;
 pub mod metrics;
 pub mod openai_error;
 pub mod protection;
+mod redis_link;
 pub mod routing;
 pub mod server;
 pub mod shared;

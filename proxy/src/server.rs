@@ -18,7 +18,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
-use crate::funds::Funds;
+use crate::funds::{ClusterHolds, Funds};
 use crate::gateway::Gateway;
 use crate::instance::Instance;
 use crate::metrics::Metrics;
@@ -139,14 +139,22 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         overflow: Overflow::Drop,
         ..usage_config.clone()
     };
-    let funds = Arc::new(Funds::default());
+    let instance = Arc::new(Instance::new(options.listen));
+    // Cluster mode: the proxies share their spending holds through the same Redis.
+    let holds = match &options.redis_url {
+        Some(url) => Some(
+            ClusterHolds::new(url, options.redis_timeout, &instance.id)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
+    let funds = Arc::new(Funds::new(holds));
     let (usage, usage_sink) = sink::channel::<UsageEvent>(usage_config);
     let delivered_funds = Arc::clone(&funds);
     let usage_sink = usage_sink.on_delivered(Arc::new(move |events: &[UsageEvent]| {
         delivered_funds.delivered(events.iter().map(|e| e.request_id.as_str()));
     }));
     let (access_log, access_sink) = sink::channel(access_config);
-    let instance = Arc::new(Instance::new(options.listen));
     let stop = Arc::new(Notify::new());
     let gateway = Gateway {
         shared: shared.clone(),
@@ -291,13 +299,14 @@ struct FundsService {
 #[async_trait]
 impl BackgroundService for FundsService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        crate::watcher::watch_funds(
+        let watch = crate::watcher::watch_funds(
             Arc::clone(&self.funds),
             self.url.clone(),
             Some(self.token.clone()),
-            Box::pin(shutdown_of(shutdown)),
-        )
-        .await;
+            Box::pin(shutdown_of(shutdown.clone())),
+        );
+        let publish = Arc::clone(&self.funds).publish_until(shutdown_of(shutdown));
+        tokio::join!(watch, publish);
     }
 }
 

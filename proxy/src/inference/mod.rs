@@ -205,6 +205,7 @@ pub async fn handle(
             rate_at(&model.entry.rates, &ctx.arrived_at)
                 .map_or(0, |r| r.cost_micros(estimate_in, estimate_out)),
         )
+        .await
         .map_err(|_| protect::funds_exhausted())?;
 
     let roll = rand::rng().random_range(0..model.total_weight.max(1));

@@ -16,18 +16,17 @@
 //!   first call (construction never needs Redis) and re-made in the background by the
 //!   `ConnectionManager` after a failure, so Redis coming back is picked up by itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::OnceCell;
+
+pub(crate) use crate::redis_link::LinkError as StoreError;
+use crate::redis_link::RedisLink;
 
 /// Extra lifetime of a key beyond the moment its counter is empty.
 const TTL_MARGIN_MS: u64 = 1_000;
-/// Default bound on one Redis call.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
+pub(crate) use crate::redis_link::DEFAULT_TIMEOUT;
 
 /// KEYS = counters; ARGV[1] = TTL margin (ms); then per key: interval (µs), capacity, cost.
 /// Returns {admitted (0|1), per key: TAT - now in µs after the commit (or as found)}.
@@ -86,17 +85,6 @@ end
 return out
 ";
 
-/// Why a Redis call did not give an answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
-    #[error("redis call timed out after {0:?}")]
-    Timeout(Duration),
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-    #[error("unexpected script reply: {0}")]
-    Reply(String),
-}
-
 /// One counter to charge in Redis.
 #[derive(Debug, Clone)]
 pub(crate) struct RedisCharge {
@@ -121,21 +109,17 @@ pub struct RedisLimitStore {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
-    timeout: Duration,
+    link: RedisLink,
     prefix: String,
     admit: Script,
     adjust: Script,
-    /// Last known health, so an outage is logged once, not per request.
-    healthy: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisLimitStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisLimitStore")
             .field("prefix", &self.inner.prefix)
-            .field("timeout", &self.inner.timeout)
+            .field("timeout", &self.inner.link.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -145,21 +129,12 @@ impl RedisLimitStore {
     /// (a zero timeout means [`DEFAULT_TIMEOUT`], 50 ms). Only parses the URL: Redis need not
     /// be reachable; the connection is made on first use.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let timeout = if timeout.is_zero() {
-            DEFAULT_TIMEOUT
-        } else {
-            timeout
-        };
         Ok(Self {
             inner: Arc::new(Inner {
-                client,
-                conn: OnceCell::new(),
-                timeout,
+                link: RedisLink::new(url, timeout, "rate limits")?,
                 prefix: "mg".to_owned(),
                 admit: Script::new(ADMIT_LUA),
                 adjust: Script::new(ADJUST_LUA),
-                healthy: AtomicBool::new(true),
             }),
         })
     }
@@ -170,19 +145,16 @@ impl RedisLimitStore {
         let inner = &self.inner;
         Self {
             inner: Arc::new(Inner {
-                client: inner.client.clone(),
-                conn: OnceCell::new(),
-                timeout: inner.timeout,
+                link: inner.link.fresh(),
                 prefix: prefix.replace('{', "_"),
                 admit: Script::new(ADMIT_LUA),
                 adjust: Script::new(ADJUST_LUA),
-                healthy: AtomicBool::new(true),
             }),
         }
     }
 
     pub fn timeout(&self) -> Duration {
-        self.inner.timeout
+        self.inner.link.timeout()
     }
 
     /// The key of one counter.
@@ -228,54 +200,14 @@ impl RedisLimitStore {
         Ok(reply.into_iter().map(micros_to_ns).collect())
     }
 
-    /// Runs one script invocation (connecting first if needed), bounded by the timeout.
     async fn run(&self, call: &redis::ScriptInvocation<'_>) -> Result<Vec<i64>, StoreError> {
-        let inner = &self.inner;
-        let attempt = async {
-            let conn = inner
-                .conn
-                .get_or_try_init(|| {
-                    // Connect attempts are bounded too; the manager keeps retrying in the
-                    // background after a failure, each attempt as short as our calls.
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(inner.timeout.max(Duration::from_millis(250)))
-                        .set_number_of_retries(3)
-                        .set_max_delay(1_000);
-                    ConnectionManager::new_with_config(inner.client.clone(), config)
-                })
-                .await?;
-            let mut conn = conn.clone();
-            let reply: Vec<i64> = call.invoke_async(&mut conn).await?;
-            Ok::<_, StoreError>(reply)
-        };
-        let result = match tokio::time::timeout(inner.timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(inner.timeout)),
-        };
-        self.note_health(&result);
-        result
-    }
-
-    fn note_health<T>(&self, result: &Result<T, StoreError>) {
-        let ok = result.is_ok();
-        if self.inner.healthy.swap(ok, Ordering::Relaxed) != ok {
-            match result {
-                Ok(_) => tracing::info!("rate-limit store reachable again"),
-                Err(e) => tracing::warn!(error = %e, "rate-limit store unreachable"),
-            }
-        }
+        self.inner.link.invoke(call).await
     }
 
     /// Test access to the connection (reads TTLs, values).
     #[cfg(test)]
-    pub(crate) async fn raw(&self) -> Option<ConnectionManager> {
-        let inner = &self.inner;
-        let conn = inner
-            .conn
-            .get_or_try_init(|| ConnectionManager::new(inner.client.clone()))
-            .await
-            .ok()?;
-        Some(conn.clone())
+    pub(crate) async fn raw(&self) -> Option<redis::aio::ConnectionManager> {
+        self.inner.link.raw().await
     }
 }
 
