@@ -16,4 +16,12 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+# Helm's Go library for the chart lint (declared for Python >= 3.12; runs on 3.11 too).
+"$venv/bin/pip" install --quiet --disable-pip-version-check --ignore-requires-python \
+    helm-sdkpy==0.1.32 'PyYAML>=6,<7'
+
+echo "==> Helm chart lint (charts/medgate, every values profile)"
+"$venv/bin/python" scripts/lint_chart.py
+
+echo "==> pytest (tests/python)"
 MEDGATE_BIN="$target_dir/debug/medgate" "$venv/bin/python" -m pytest -q tests/python
