@@ -35,6 +35,9 @@ pub enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up the database now, or restore a backup.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 /// Flags shared by every command that opens the store.
@@ -94,4 +97,27 @@ pub enum ConfigCommand {
 pub enum AuditCommand {
     /// Verify the hash chain; exits 1 and names the first broken entry if any.
     Verify(CommonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write a backup now (also while the server runs) and print its path.
+    Now {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Directory to write to (default: the backup settings' directory, else
+        /// <data-dir>/backups).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Replace the database with a backup (stop medgate first; the replaced database is kept).
+    Restore {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// A backup file: medgate-*.sqlite (SQLite) or medgate-*.dump (PostgreSQL).
+        file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use medgate_config::Settings;
 
-use crate::cli::{AuditCommand, Cli, Command, CommonArgs, ConfigCommand, ServeArgs, TokenCommand};
+use crate::cli::{
+    AuditCommand, BackupCommand, Cli, Command, CommonArgs, ConfigCommand, ServeArgs, TokenCommand,
+};
 use crate::secrets;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -46,8 +48,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let settings = Settings::load(Some(&file))?;
+            // The HTTPS listener's certificate files must be readable and match.
+            let https = match settings.proxy.tls.load()? {
+                Some(tls) => format!(", https {}", tls.listen),
+                None => String::new(),
+            };
             println!(
-                "{}: ok (database {}, api {}, proxy {})",
+                "{}: ok (database {}, api {}, proxy {}{https})",
                 file.display(),
                 medgate_config::settings::redact_url(&settings.effective_database_url()),
                 settings.api.listen,
@@ -77,6 +84,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Backup(BackupCommand::Now { common, dir }) => {
+            crate::backup::now(&load(&common, None, None)?, dir).await
+        }
+        Command::Backup(BackupCommand::Restore { common, file, yes }) => {
+            crate::backup::restore(&load(&common, None, None)?, &file, yes).await
         }
     }
 }
@@ -138,7 +151,7 @@ async fn serve(args: ServeArgs, with_proxy: bool) -> anyhow::Result<ExitCode> {
             )?,
         };
         let handle = crate::proxy::start_attached(&settings, api_addr, token)?;
-        tracing::info!(proxy = %handle.listen, "proxy listening");
+        tracing::info!(proxy = %handle.listen, https = ?handle.tls_listen, "proxy listening");
         Some(handle)
     } else {
         None

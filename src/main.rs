@@ -1,6 +1,7 @@
 //! `medgate`: the command line that wires the crates together. No business logic lives here.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod cli;
 mod commands;
 mod demo;

@@ -26,14 +26,16 @@ pub fn start_attached(
         settings,
         ConfigSource::ControlPlane {
             addr: control_plane,
+            standby: Vec::new(),
             node_token,
         },
-    ))
+    )?)
     .with_context(|| format!("starting the proxy on {}", settings.proxy.listen))
 }
 
-fn options(settings: &Settings, source: ConfigSource) -> ProxyOptions {
-    ProxyOptions {
+/// The proxy's options; reads and checks the HTTPS listener's default certificate.
+fn options(settings: &Settings, source: ConfigSource) -> anyhow::Result<ProxyOptions> {
+    Ok(ProxyOptions {
         listen: settings.proxy.listen,
         data_dir: settings.data_dir.clone(),
         source,
@@ -41,7 +43,8 @@ fn options(settings: &Settings, source: ConfigSource) -> ProxyOptions {
         grace_period_secs: settings.proxy.grace_period_secs,
         redis_url: settings.redis_url.clone(),
         redis_timeout: Duration::from_millis(settings.proxy.redis_timeout_ms.max(1)),
-    }
+        tls: settings.proxy.tls.load()?,
+    })
 }
 
 /// `medgate proxy`: `--config` names either a settings file or a static gateway file.
@@ -75,12 +78,22 @@ pub async fn run_standalone(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .control_plane_url
                 .clone()
                 .context("set proxy.control_plane_url (MEDGATE_CONTROL_PLANE_URL) or pass --config gateway.yaml")?;
-            let authority = url.trim_start_matches("http://").trim_end_matches('/');
-            let addr = authority
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .with_context(|| format!("control plane address {authority} does not resolve"))?;
+            // One URL, or several (comma-separated) control planes of one cluster.
+            let mut addrs = Vec::new();
+            for part in url.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let authority = part.trim_start_matches("http://").trim_end_matches('/');
+                let addr = authority
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .with_context(|| {
+                        format!("control plane address {authority} does not resolve")
+                    })?;
+                addrs.push(addr);
+            }
+            let Some((&addr, standby)) = addrs.split_first() else {
+                bail!("proxy.control_plane_url is empty");
+            };
             let token = match &settings.proxy.node_token {
                 Some(t) => t.clone(),
                 None => {
@@ -98,12 +111,13 @@ pub async fn run_standalone(args: ServeArgs) -> anyhow::Result<ExitCode> {
             };
             ConfigSource::ControlPlane {
                 addr,
+                standby: standby.to_vec(),
                 node_token: token,
             }
         }
     };
-    let handle = medgate_proxy::start(options(&settings, source))?;
-    tracing::info!(proxy = %handle.listen, "proxy listening");
+    let handle = medgate_proxy::start(options(&settings, source)?)?;
+    tracing::info!(proxy = %handle.listen, https = ?handle.tls_listen, "proxy listening");
     crate::commands::shutdown_signal().await;
     tokio::task::spawn_blocking(move || handle.stop()).await?;
     tracing::info!("stopped");

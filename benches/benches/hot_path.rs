@@ -70,6 +70,7 @@ fn model(i: usize) -> ModelEntry {
             api_key: Some("sk-upstream".into()),
             pool: None,
             max_concurrency: None,
+            ca_pem: None,
         }],
         upstream_model: format!("vendor-model-{i:03}"),
         connect_timeout_ms: 2000,

@@ -4,6 +4,7 @@
 //!   shared by `medgate serve`, `medgate control-plane` and `medgate proxy`.
 //! * [`snapshot`]: the compiled, versioned, immutable value the control plane hands to the data
 //!   plane (DESIGN.md §3.1). The proxy validates a snapshot whole before swapping it in.
+//! * [`tls`]: certificate chains, keys and CA bundles, checked the same way by both planes.
 //! * [`usage`], [`access_log`], [`node`]: what the data plane reports back (usage events,
 //!   access-log entries, heartbeats).
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod protection;
 pub mod routing;
 pub mod settings;
 pub mod snapshot;
+pub mod tls;
 pub mod usage;
 
 pub use access_log::{AccessLogBatch, AccessLogEntry};
@@ -26,10 +28,10 @@ pub use protection::{
     ProtectionEntry, RateLimitEntry, RuleError, StoreFailureMode,
 };
 pub use routing::{
-    DomainEntry, HealthCheck, LoadBalancing, RouteEntry, RouteMatch, RouteTarget, RouteTimeouts,
-    RoutingError,
+    DomainCertificate, DomainEntry, HealthCheck, LoadBalancing, RouteEntry, RouteMatch,
+    RouteTarget, RouteTimeouts, RoutingError,
 };
-pub use settings::{Settings, SettingsError};
+pub use settings::{ProxyTlsSettings, Settings, SettingsError, TlsListenerMaterial};
 pub use snapshot::{
     ApiKeyEntry, GatewayEntry, IsolationEntry, KeySecret, ModelEntry, OnViolation, ParameterRule,
     PlanQuotas, Snapshot, SnapshotError, TenantEntry, TenantModelEntry, TenantStatus,

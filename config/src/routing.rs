@@ -55,6 +55,15 @@ pub struct RouteEntry {
     /// Higher wins; among equals the longer path prefix, then the more specific host.
     #[serde(default)]
     pub priority: i32,
+    /// A plain-HTTP request the route takes is answered `308` to the same URL over HTTPS
+    /// (when the proxy has a TLS listener). Left out of the JSON when false, so snapshots
+    /// without it keep their hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub https_redirect: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What requests a route takes. Every condition given must hold; empty means "any".
@@ -101,6 +110,10 @@ pub struct RouteTarget {
     /// 0 to 1000 (default 1); 0 keeps the target configured but sends it nothing.
     #[serde(default = "one")]
     pub weight: u32,
+    /// PEM CA certificate(s) that sign an `https://` target's certificate, trusted instead of
+    /// the system roots for this target; absent: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 fn one() -> u32 {
@@ -191,6 +204,30 @@ pub struct DomainEntry {
     /// Lowercase, without a port.
     pub hostname: String,
     pub tenant_id: String,
+    /// The certificate the TLS listener serves for this host (SNI); None: the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<DomainCertificate>,
+}
+
+/// A custom domain's certificate as the data plane serves it. The proxy checks it again and
+/// leaves out (with a log line) one it cannot use, without refusing the snapshot.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainCertificate {
+    /// PEM certificates, the leaf first, then intermediates.
+    pub chain_pem: String,
+    /// PEM private key of the leaf.
+    pub key_pem: String,
+}
+
+/// Never prints the key.
+impl std::fmt::Debug for DomainCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainCertificate")
+            .field("chain_pem", &format_args!("{} bytes", self.chain_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Why the routes or domains of a snapshot were refused.
@@ -331,6 +368,7 @@ mod tests {
             targets: vec![RouteTarget {
                 url: "http://127.0.0.1:9/base".into(),
                 weight: 1,
+                ca_pem: None,
             }],
             load_balancing: LoadBalancing::default(),
             health_check: None,
@@ -339,6 +377,7 @@ mod tests {
             retries: 0,
             plugins: vec![],
             priority: 0,
+            https_redirect: false,
         }
     }
 
@@ -356,6 +395,7 @@ mod tests {
             vec![DomainEntry {
                 hostname: "api.clinic.example".into(),
                 tenant_id: "t1".into(),
+                certificate: None,
             }],
         );
         s.validate().expect("valid");
@@ -392,6 +432,7 @@ mod tests {
         let d = |t: &str| DomainEntry {
             hostname: "a.example".into(),
             tenant_id: t.into(),
+            certificate: None,
         };
         assert!(snapshot(vec![], vec![d("t1"), d("t1")]).validate().is_err());
         assert!(snapshot(vec![], vec![d("t9")]).validate().is_err());

@@ -54,10 +54,84 @@ pub struct ProxySettings {
     /// Longest a cluster-mode rate-limit call to Redis may take before the rule's
     /// `on_store_error` applies, milliseconds.
     pub redis_timeout_ms: u64,
-    /// Control plane of a standalone `medgate proxy`, e.g. `http://10.0.0.5:8081`.
+    /// Control plane of a standalone `medgate proxy`, e.g. `http://10.0.0.5:8081`; several
+    /// control planes of one cluster comma-separated (used in turn when one fails).
     pub control_plane_url: Option<String>,
     /// Token with role `node` for the control plane (minted from the HS256 secret if absent).
     pub node_token: Option<String>,
+    /// The HTTPS listener; none unless `tls.listen` is set.
+    pub tls: ProxyTlsSettings,
+}
+
+/// The proxy's HTTPS listener. Custom domains' certificates come with the snapshot and are
+/// chosen by SNI; these files are the default certificate, served for every other name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyTlsSettings {
+    /// e.g. `0.0.0.0:8443`; absent: no HTTPS listener.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of the default certificate, the leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the default certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The default certificate of the HTTPS listener, read from its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListenerMaterial {
+    pub listen: SocketAddr,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl ProxyTlsSettings {
+    /// Checks the combination without touching the disk.
+    fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.into()));
+        match (&self.listen, &self.cert_file, &self.key_file) {
+            (None, None, None) | (Some(_), Some(_), Some(_)) => Ok(()),
+            (_, Some(_), None) | (_, None, Some(_)) => {
+                invalid("proxy.tls.cert_file and proxy.tls.key_file must be set together")
+            }
+            (Some(_), None, None) => invalid(
+                "proxy.tls.listen needs the default certificate: set proxy.tls.cert_file and proxy.tls.key_file",
+            ),
+            (None, Some(_), Some(_)) => {
+                invalid("proxy.tls.cert_file is set but proxy.tls.listen is not")
+            }
+        }
+    }
+
+    /// Reads and checks the default certificate (readable files, PEM, key matching the
+    /// certificate). None when no HTTPS listener is configured.
+    pub fn load(&self) -> Result<Option<TlsListenerMaterial>, SettingsError> {
+        self.validate()?;
+        let (Some(listen), Some(cert_file), Some(key_file)) =
+            (self.listen, &self.cert_file, &self.key_file)
+        else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let chain_pem = read(cert_file)?;
+        let key_pem = read(key_file)?;
+        crate::tls::ServerCertificate::from_pem(&chain_pem, &key_pem).map_err(|e| {
+            SettingsError::Invalid(format!(
+                "proxy.tls ({} and {}): {e}",
+                cert_file.display(),
+                key_file.display()
+            ))
+        })?;
+        Ok(Some(TlsListenerMaterial {
+            listen,
+            chain_pem,
+            key_pem,
+        }))
+    }
 }
 
 /// How management tokens are signed and verified.
@@ -112,6 +186,7 @@ impl Default for ProxySettings {
             redis_timeout_ms: 50,
             control_plane_url: None,
             node_token: None,
+            tls: ProxyTlsSettings::default(),
         }
     }
 }
@@ -161,6 +236,9 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MEDGATE_PROXY_THREADS", "proxy.threads"),
     ("MEDGATE_CONTROL_PLANE_URL", "proxy.control_plane_url"),
     ("MEDGATE_NODE_TOKEN", "proxy.node_token"),
+    ("MEDGATE_PROXY_TLS_LISTEN", "proxy.tls.listen"),
+    ("MEDGATE_PROXY_TLS_CERT_FILE", "proxy.tls.cert_file"),
+    ("MEDGATE_PROXY_TLS_KEY_FILE", "proxy.tls.key_file"),
     ("MEDGATE_MAX_BODY_BYTES", "api.max_body_bytes"),
     ("MEDGATE_JWT_ALGORITHM", "auth.jwt_algorithm"),
     ("MEDGATE_JWT_SECRET", "auth.jwt_secret"),
@@ -243,6 +321,15 @@ impl Settings {
         if let Some(v) = get("MEDGATE_NODE_TOKEN") {
             self.proxy.node_token = Some(v);
         }
+        if let Some(v) = get("MEDGATE_PROXY_TLS_LISTEN") {
+            self.proxy.tls.listen = Some(parse_env("MEDGATE_PROXY_TLS_LISTEN", &v)?);
+        }
+        if let Some(v) = get("MEDGATE_PROXY_TLS_CERT_FILE") {
+            self.proxy.tls.cert_file = Some(v.into());
+        }
+        if let Some(v) = get("MEDGATE_PROXY_TLS_KEY_FILE") {
+            self.proxy.tls.key_file = Some(v.into());
+        }
         if let Some(v) = get("MEDGATE_MAX_BODY_BYTES") {
             self.api.max_body_bytes = parse_env("MEDGATE_MAX_BODY_BYTES", &v)?;
         }
@@ -315,13 +402,23 @@ impl Settings {
                 "proxy.threads must be between 1 and 64".into(),
             ));
         }
-        if let Some(url) = &self.proxy.control_plane_url {
-            if !url.starts_with("http://") {
+        if let Some(urls) = &self.proxy.control_plane_url {
+            if urls
+                .split(',')
+                .any(|url| !url.trim().starts_with("http://"))
+            {
                 return Err(SettingsError::Invalid(
-                    "proxy.control_plane_url must be http://host:port (a trusted internal network)"
+                    "proxy.control_plane_url must be http://host:port (a trusted internal \
+                     network), or several of them comma-separated"
                         .into(),
                 ));
             }
+        }
+        self.proxy.tls.validate()?;
+        if self.proxy.tls.listen.is_some() && self.proxy.tls.listen == Some(self.proxy.listen) {
+            return Err(SettingsError::Invalid(
+                "proxy.tls.listen must differ from proxy.listen".into(),
+            ));
         }
         if let Some(url) = &self.api.domain_http_check_url {
             if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -451,6 +548,60 @@ mod tests {
         let err = Settings::load_with_env(None, &env(&[("MEDGATE_DATABASE_URL", "mysql://x")]))
             .expect_err("unsupported db");
         assert!(err.to_string().contains("sqlite"));
+    }
+
+    #[test]
+    fn the_tls_listener_needs_readable_matching_pem_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["gateway.test".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let cert_file = dir.path().join("cert.pem");
+        let key_file = dir.path().join("key.pem");
+        std::fs::write(&cert_file, cert.pem()).expect("write");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write");
+        let cert_path = cert_file.to_str().expect("utf-8");
+        let key_path = key_file.to_str().expect("utf-8");
+
+        let s = Settings::load_with_env(None, &env(&[])).expect("valid");
+        assert_eq!(s.proxy.tls.load().expect("no listener"), None);
+        let s = Settings::load_with_env(
+            None,
+            &env(&[
+                ("MEDGATE_PROXY_TLS_LISTEN", "127.0.0.1:8443"),
+                ("MEDGATE_PROXY_TLS_CERT_FILE", cert_path),
+                ("MEDGATE_PROXY_TLS_KEY_FILE", key_path),
+            ]),
+        )
+        .expect("valid");
+        let material = s.proxy.tls.load().expect("loads").expect("listener");
+        assert_eq!(material.listen.port(), 8443);
+
+        let err = Settings::load_with_env(
+            None,
+            &env(&[
+                ("MEDGATE_PROXY_TLS_LISTEN", "127.0.0.1:8443"),
+                ("MEDGATE_PROXY_TLS_CERT_FILE", cert_path),
+            ]),
+        )
+        .expect_err("key missing");
+        assert!(err.to_string().contains("set together"), "{err}");
+        let err = Settings::load_with_env(
+            None,
+            &env(&[("MEDGATE_PROXY_TLS_LISTEN", "127.0.0.1:8443")]),
+        )
+        .expect_err("no certificate");
+        assert!(err.to_string().contains("cert_file"), "{err}");
+
+        let mut tls = s.proxy.tls.clone();
+        tls.key_file = Some(dir.path().join("missing.pem"));
+        let err = tls.load().expect_err("unreadable");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        tls.key_file = Some(cert_file.clone());
+        let err = tls.load().expect_err("a certificate is no key");
+        assert!(err.to_string().contains("private key"), "{err}");
     }
 
     #[test]

@@ -164,6 +164,9 @@ pub struct UpstreamEntry {
     /// (`max_share_of_upstream_pct`) are computed from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// PEM CA certificate(s) trusted for an `https://` upstream instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// How one request parameter (e.g. `max_tokens`, `temperature`) is treated.

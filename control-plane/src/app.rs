@@ -40,6 +40,9 @@ pub fn router(state: AppState) -> Router {
     let api = crate::billing::cards::routes(api);
     let api = crate::billing::invoices::routes(api);
     let api = crate::billing::overage::routes(api);
+    let api = crate::settings::routes(api);
+    let api = crate::cluster::routes(api);
+    let api = crate::notifier::routes(api);
     let api = api
         .add(
             Endpoint::get(

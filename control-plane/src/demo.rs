@@ -130,6 +130,7 @@ pub async fn seed_inference(
             api_key: Some(None),
             pool: None,
             max_concurrency: None,
+            ca_pem: None,
         }],
         upstream_model: None,
         connect_timeout_ms: Some(2_000),

@@ -9,7 +9,9 @@ pub mod api;
 mod app;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod billing;
+pub mod cluster;
 pub mod demo;
 pub mod domains;
 pub mod error;
@@ -19,9 +21,11 @@ pub mod inference;
 pub mod keys;
 pub mod metrics;
 pub mod models;
+pub mod notifier;
 pub mod protection;
 pub mod resource;
 pub mod routing;
+pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod store;
@@ -69,9 +73,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Alert rules are evaluated for as long as the API serves.
+    // Alert rules are evaluated, notifications delivered, expired rows purged and backups
+    // taken for as long as the API serves. Evaluation, purges and backups run once
+    // cluster-wide (job leases); the notifier runs on every control plane, each notification
+    // leased by the one sending it.
     let evaluator = alerts::spawn_evaluator(state.clone(), alerts::EVALUATION_INTERVAL);
-    let app = router(state);
+    let notifier = notifier::spawn_notifier(state.clone(), notifier::DELIVERY_INTERVAL);
+    let purger = settings::general::spawn_purger(state.clone(), settings::general::PURGE_INTERVAL);
+    let backups = backup::spawn_backup_scheduler(state.clone());
+    let app = router(state.clone());
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -79,6 +89,11 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     evaluator.abort();
+    notifier.abort();
+    purger.abort();
+    backups.abort();
+    // Hand the singleton jobs over now rather than after the lease TTL.
+    cluster::release_all(&state).await;
     served
 }
 

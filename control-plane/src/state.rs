@@ -27,7 +27,9 @@ struct Inner {
 
 impl AppState {
     pub fn new(store: Store, keys: JwtKeys, settings: Settings) -> Self {
-        let snapshots = SnapshotHub::new(store.clone());
+        // Without a server secret no certificate key can be unsealed (nor uploaded).
+        let seal = crate::notifier::sealed::SealKey::from_settings(&settings, "").ok();
+        let snapshots = SnapshotHub::new(store.clone(), seal);
         Self(Arc::new(Inner {
             store,
             keys,

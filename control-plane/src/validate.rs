@@ -258,6 +258,20 @@ pub fn plain_id(field: &str, value: &str, max: usize) -> ApiResult<()> {
     }
 }
 
+/// A CA bundle (PEM) trusted for an upstream URL instead of the system roots: certificates
+/// only, usable as trust anchors, and only for an `https://` URL.
+pub fn upstream_ca(field: &str, url: &str, pem: &str) -> ApiResult<()> {
+    if !url.starts_with("https://") {
+        return Err(ApiError::invalid(
+            field,
+            "applies to https:// URLs only; remove it or use https://",
+        ));
+    }
+    medgate_config::tls::parse_ca_bundle(pem)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid(field, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -370,7 +370,7 @@ async fn failed_deliveries_are_recorded_and_email_waits_for_smtp(stack: Stack) {
         .expect("deliveries");
     assert_eq!(deliveries.len(), 2, "{deliveries:?}");
     assert_eq!(deliveries[0]["channel"], "email:ops@example.com");
-    assert_eq!(deliveries[0]["outcome"], "pending_smtp");
+    assert_eq!(deliveries[0]["outcome"], "queued");
     assert_eq!(deliveries[1]["channel"], "webhook");
     assert_eq!(deliveries[1]["outcome"], "failed");
     assert_eq!(deliveries[1]["attempts"], 3);

@@ -142,6 +142,12 @@ const SEED: &[(&str, &str)] = &[
     ("get", "/api/balance/transactions"),
     ("post", "/api/balance/threshold"),
     ("get", "/api/balance/threshold"),
+    ("get", "/api/settings"),
+    ("put", "/api/settings"),
+    ("get", "/api/settings/smtp"),
+    ("put", "/api/settings/smtp"),
+    ("get", "/api/settings/backup"),
+    ("put", "/api/settings/backup"),
 ];
 
 async fn openapi_lists_every_built_seed_endpoint(stack: Stack) {

@@ -52,9 +52,11 @@ pub struct Gateway {
     pub access_log: AccessLogSender,
     pub metrics: Arc<Metrics>,
     pub instance: Arc<Instance>,
-    /// The control plane, for `/api/*` management calls.
-    pub control_plane: Option<HttpPeer>,
-    pub control_plane_host: String,
+    /// The control planes, for `/api/*` management calls.
+    pub control_planes: Option<Arc<crate::control_plane::ControlPlanes>>,
+    /// Port of the HTTPS listener, where routes with `https_redirect` send plain-HTTP
+    /// requests; None without one (no redirects then).
+    pub https_port: Option<u16>,
 }
 
 #[async_trait]
@@ -135,9 +137,9 @@ impl ProxyHttp for Gateway {
                 // Admitted: proxy natively; refused: the answer is written.
                 Ok(ctx.route_call.is_none())
             }
-            (_, p) if p.starts_with("/api/") && self.control_plane.is_some() => {
+            (_, p) if p.starts_with("/api/") && self.control_planes.is_some() => {
                 ctx.route = "management";
-                ctx.upstream = Some(format!("http://{}", self.control_plane_host));
+                ctx.upstream = self.control_planes.as_ref().map(|c| c.url());
                 Ok(false)
             }
             _ => {
@@ -165,9 +167,9 @@ impl ProxyHttp for Gateway {
             ctx.upstream = call.target_label().map(str::to_owned);
             return Ok(peer);
         }
-        match &self.control_plane {
-            Some(peer) => {
-                let mut peer = peer.clone();
+        match &self.control_planes {
+            Some(control_planes) => {
+                let mut peer = HttpPeer::new(control_planes.addr(), false, String::new());
                 // The gateway-wide defaults: the control plane sets no timeouts of its own.
                 if let Some(catalog) = self.shared.catalog() {
                     let g = &catalog.snapshot.gateway;
@@ -194,11 +196,21 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         match &ctx.route_call {
             Some(call) => call.rewrite(upstream)?,
-            None => upstream.insert_header("host", &self.control_plane_host)?,
+            None => {
+                if let Some(control_planes) = &self.control_planes {
+                    upstream.insert_header("host", control_planes.addr().to_string())?;
+                }
+            }
         }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
         }
+        let proto = if crate::tls::is_tls(session) {
+            "https"
+        } else {
+            "http"
+        };
+        upstream.insert_header("x-forwarded-proto", proto)?;
         upstream.insert_header("x-request-id", &ctx.request_id)?;
         Ok(())
     }

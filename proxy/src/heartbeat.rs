@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use medgate_config::node::HEARTBEAT_INTERVAL_SECS;
 use medgate_config::Heartbeat;
 
+use crate::control_plane::ControlPlanes;
 use crate::instance::Instance;
 use crate::shared::Shared;
 
@@ -21,7 +22,7 @@ const VERSION_CHECK: Duration = Duration::from_millis(100);
 pub async fn run(
     instance: Arc<Instance>,
     shared: Arc<Shared>,
-    url: String,
+    control_planes: Arc<ControlPlanes>,
     token: Option<String>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) {
@@ -56,6 +57,7 @@ pub async fn run(
                 services,
                 rate_limited_total: shared.protection.rate_limited_total(),
             };
+            let url = control_planes.url();
             let mut request = http
                 .post(format!("{url}/api/internal/heartbeat"))
                 .json(&beat);
@@ -71,7 +73,10 @@ pub async fn run(
                 Ok(r) => {
                     tracing::warn!(status = %r.status(), "control plane refused the heartbeat")
                 }
-                Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+                Err(e) => {
+                    control_planes.failed(&url);
+                    tracing::debug!(error = %e, "heartbeat not delivered");
+                }
             }
             // Even after a failure: retry at the normal pace, not in a tight loop.
             last_sent = Some(Instant::now());

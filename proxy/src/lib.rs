@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod catalog;
+pub mod control_plane;
 pub mod funds;
 pub mod gateway;
 pub mod heartbeat;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod shared;
 pub mod sink;
 pub mod static_config;
+pub mod tls;
 pub mod upstream;
 pub mod watcher;
 

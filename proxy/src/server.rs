@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use medgate_config::UsageEvent;
+use medgate_config::tls::ServerCertificate;
+use medgate_config::{TlsListenerMaterial, UsageEvent};
 use pingora::connectors::http::Connector;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
-use pingora::upstreams::peer::HttpPeer;
 use tokio::sync::Notify;
 
+use crate::control_plane::ControlPlanes;
 use crate::funds::{ClusterHolds, Funds};
 use crate::gateway::Gateway;
 use crate::instance::Instance;
@@ -27,6 +28,7 @@ use crate::protection::limit::RedisLimitStore;
 use crate::protection::Protection;
 use crate::shared::Shared;
 use crate::sink::{self, EventSink, Overflow, SinkConfig, SinkEvent};
+use crate::tls::SniResolver;
 
 /// How to run the proxy.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub struct ProxyOptions {
     pub redis_url: Option<String>,
     /// Longest a Redis call may take before a rule's failure mode applies.
     pub redis_timeout: Duration,
+    /// The HTTPS listener and its default certificate; None: plain HTTP only.
+    pub tls: Option<TlsListenerMaterial>,
 }
 
 /// Where the snapshot comes from.
@@ -52,6 +56,8 @@ pub enum ConfigSource {
     ControlPlane {
         /// e.g. `127.0.0.1:8081` (plain HTTP on a trusted network).
         addr: SocketAddr,
+        /// More control planes of the same cluster, used in turn when the one in use fails.
+        standby: Vec<SocketAddr>,
         /// A token with role `node`.
         node_token: String,
     },
@@ -64,6 +70,8 @@ pub struct ProxyHandle {
     thread: Option<std::thread::JoinHandle<()>>,
     pub shared: Arc<Shared>,
     pub listen: SocketAddr,
+    /// The HTTPS listener, if any.
+    pub tls_listen: Option<SocketAddr>,
     /// This process as the control plane sees it (id in heartbeats and access logs).
     pub instance: Arc<Instance>,
 }
@@ -101,6 +109,20 @@ impl ShutdownSignalWatch for StopWatch {
 pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
     // Fail early and clearly when the port is taken (Pingora would panic in its thread).
     drop(std::net::TcpListener::bind(options.listen)?);
+    let default_certificate = match &options.tls {
+        Some(tls) => {
+            drop(std::net::TcpListener::bind(tls.listen)?);
+            let certificate =
+                ServerCertificate::from_pem(&tls.chain_pem, &tls.key_pem).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("the default TLS certificate: {e}"),
+                    )
+                })?;
+            Some((tls.listen, certificate))
+        }
+        None => None,
+    };
     let redis = match &options.redis_url {
         Some(url) => Some(
             RedisLimitStore::new(url, options.redis_timeout)
@@ -114,18 +136,30 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         protection,
     ));
     shared.load_persisted();
-    let (control_plane, control_plane_host, sink_url, node_token) = match &options.source {
-        ConfigSource::ControlPlane { addr, node_token } => (
-            Some(HttpPeer::new(*addr, false, String::new())),
-            addr.to_string(),
-            Some(format!("http://{addr}")),
+    let tls_listener = match default_certificate {
+        Some((addr, certificate)) => {
+            let resolver = Arc::new(SniResolver::new(Arc::clone(&shared), &certificate));
+            let settings = crate::tls::listener_settings(resolver)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            Some((addr, settings))
+        }
+        None => None,
+    };
+    let tls_listen = tls_listener.as_ref().map(|(addr, _)| *addr);
+    let (control_planes, node_token) = match &options.source {
+        ConfigSource::ControlPlane {
+            addr,
+            standby,
+            node_token,
+        } => (
+            Some(Arc::new(ControlPlanes::new(*addr, standby))),
             Some(node_token.clone()),
         ),
-        ConfigSource::StaticFile(_) => (None, String::new(), None, None),
+        ConfigSource::StaticFile(_) => (None, None),
     };
     let usage_config = SinkConfig {
-        control_plane_url: sink_url,
-        node_token,
+        control_plane: control_planes.clone(),
+        node_token: node_token.clone(),
         spool_path: options.data_dir.join("usage-spool.jsonl"),
         batch_size: 500,
         flush_interval: Duration::from_millis(200),
@@ -164,8 +198,8 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         access_log,
         metrics: Arc::new(Metrics::new()),
         instance: instance.clone(),
-        control_plane,
-        control_plane_host,
+        control_planes: control_planes.clone(),
+        https_port: tls_listen.map(|a| a.port()),
     };
     let thread_instance = instance.clone();
     let thread_shared = shared.clone();
@@ -188,6 +222,9 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 "medgate gateway",
             );
             service.add_tcp(&listen.to_string());
+            if let Some((addr, settings)) = tls_listener {
+                service.add_tls_with_settings(&addr.to_string(), None, settings);
+            }
             server.add_service(service);
             let grace = Duration::from_secs(options.grace_period_secs.saturating_sub(1));
             server.add_service(background_service(
@@ -198,12 +235,12 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 "access-log sink",
                 SinkService::new(access_sink, grace),
             ));
-            if let ConfigSource::ControlPlane { addr, node_token } = &options.source {
+            if let (Some(control_planes), Some(node_token)) = (&control_planes, &node_token) {
                 server.add_service(background_service(
                     "funds feed",
                     FundsService {
                         funds,
-                        url: format!("http://{addr}"),
+                        control_planes: Arc::clone(control_planes),
                         token: node_token.clone(),
                     },
                 ));
@@ -212,7 +249,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                     HeartbeatService {
                         instance: thread_instance,
                         shared: thread_shared.clone(),
-                        url: format!("http://{addr}"),
+                        control_planes: Arc::clone(control_planes),
                         token: node_token.clone(),
                     },
                 ));
@@ -234,6 +271,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
                 WatcherService {
                     shared: thread_shared,
                     source: options.source,
+                    control_planes,
                 },
             ));
             server.run(RunArgs {
@@ -245,6 +283,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         thread: Some(thread),
         shared,
         listen,
+        tls_listen,
         instance,
     })
 }
@@ -292,7 +331,7 @@ impl<E: SinkEvent> BackgroundService for SinkService<E> {
 /// Keeps the funds of tenants on a spending limit current.
 struct FundsService {
     funds: Arc<Funds>,
-    url: String,
+    control_planes: Arc<ControlPlanes>,
     token: String,
 }
 
@@ -301,7 +340,7 @@ impl BackgroundService for FundsService {
     async fn start(&self, shutdown: ShutdownWatch) {
         let watch = crate::watcher::watch_funds(
             Arc::clone(&self.funds),
-            self.url.clone(),
+            Arc::clone(&self.control_planes),
             Some(self.token.clone()),
             Box::pin(shutdown_of(shutdown.clone())),
         );
@@ -328,6 +367,7 @@ impl BackgroundService for SweeperService {
 struct WatcherService {
     shared: Arc<Shared>,
     source: ConfigSource,
+    control_planes: Option<Arc<ControlPlanes>>,
 }
 
 #[async_trait]
@@ -335,10 +375,13 @@ impl BackgroundService for WatcherService {
     async fn start(&self, shutdown: ShutdownWatch) {
         let stop = Box::pin(shutdown_of(shutdown));
         match &self.source {
-            ConfigSource::ControlPlane { addr, node_token } => {
+            ConfigSource::ControlPlane { node_token, .. } => {
+                let Some(control_planes) = &self.control_planes else {
+                    return;
+                };
                 crate::watcher::watch_control_plane(
                     self.shared.clone(),
-                    format!("http://{addr}"),
+                    Arc::clone(control_planes),
                     Some(node_token.clone()),
                     stop,
                 )
@@ -354,7 +397,7 @@ impl BackgroundService for WatcherService {
 struct HeartbeatService {
     instance: Arc<Instance>,
     shared: Arc<Shared>,
-    url: String,
+    control_planes: Arc<ControlPlanes>,
     token: String,
 }
 
@@ -364,7 +407,7 @@ impl BackgroundService for HeartbeatService {
         crate::heartbeat::run(
             self.instance.clone(),
             self.shared.clone(),
-            self.url.clone(),
+            Arc::clone(&self.control_planes),
             Some(self.token.clone()),
             Box::pin(shutdown_of(shutdown)),
         )

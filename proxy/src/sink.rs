@@ -20,6 +20,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::control_plane::ControlPlanes;
+
 /// Something the data plane reports in batches of `{"events": [...]}`.
 pub trait SinkEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The control plane's ingest endpoint, e.g. `/api/internal/usage`.
@@ -68,7 +70,7 @@ pub enum Overflow {
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     /// `http://host:port` of the control plane; None keeps events in the spool only.
-    pub control_plane_url: Option<String>,
+    pub control_plane: Option<Arc<ControlPlanes>>,
     pub node_token: Option<String>,
     pub spool_path: PathBuf,
     pub batch_size: usize,
@@ -231,7 +233,7 @@ impl<E: SinkEvent> EventSink<E> {
             Err(Delivery::Refused) => self.isolate_refused(events).await,
             Err(Delivery::Failed(e)) => {
                 // Without a control plane (static mode) the spool is where events belong.
-                if self.config.control_plane_url.is_some() {
+                if self.config.control_plane.is_some() {
                     tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling {}", E::PLURAL);
                 }
                 if let Err(e) = append_spool(&self.config.spool_path, &events) {
@@ -242,11 +244,12 @@ impl<E: SinkEvent> EventSink<E> {
     }
 
     async fn post(&self, events: &[E]) -> Result<(), Delivery> {
-        let base = self
+        let control_planes = self
             .config
-            .control_plane_url
-            .as_deref()
+            .control_plane
+            .as_ref()
             .ok_or_else(|| Delivery::Failed("no control plane configured".into()))?;
+        let base = control_planes.url();
         for chunk in events.chunks(5_000) {
             let mut request = self
                 .http
@@ -255,10 +258,10 @@ impl<E: SinkEvent> EventSink<E> {
             if let Some(token) = &self.config.node_token {
                 request = request.bearer_auth(token);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| Delivery::Failed(e.to_string()))?;
+            let response = request.send().await.map_err(|e| {
+                control_planes.failed(&base);
+                Delivery::Failed(e.to_string())
+            })?;
             let status = response.status();
             if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
                 || status == reqwest::StatusCode::BAD_REQUEST
@@ -301,7 +304,7 @@ impl<E: SinkEvent> EventSink<E> {
 
     /// Sends the spool's events; the file is removed only after they are all accepted.
     async fn replay_spool(&self) {
-        if self.config.control_plane_url.is_none() {
+        if self.config.control_plane.is_none() {
             return;
         }
         let path = &self.config.spool_path;

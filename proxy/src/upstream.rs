@@ -44,6 +44,12 @@ impl UpstreamTarget {
         peer.options.read_timeout = Some(Duration::from_millis(model.read_timeout_ms.max(1)));
         peer.options.write_timeout = Some(Duration::from_secs(60));
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if let (true, Some(ca)) = (url.tls, &upstream.ca_pem) {
+            if let Err(e) = crate::tls::trust_ca(&mut peer, ca) {
+                tracing::warn!(model = %model.name, upstream = %url.label(), error = %e, "upstream CA certificate unusable; endpoint skipped");
+                return None;
+            }
+        }
         Some(Self {
             peer,
             label: url.label(),
@@ -159,6 +165,7 @@ mod tests {
             api_key: Some("sk".into()),
             pool: None,
             max_concurrency: None,
+            ca_pem: None,
         }
     }
 
@@ -177,6 +184,26 @@ mod tests {
             UpstreamTarget::new(&model(), &upstream("http://no-such-host.invalid:80")).is_none(),
             "an unresolvable host is skipped, not a panic"
         );
+    }
+
+    #[test]
+    fn an_upstream_ca_is_trusted_for_https_only_and_a_bad_one_skips_the_endpoint() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca = rcgen::CertificateParams::new(vec!["ca.test".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert")
+            .pem();
+        let mut u = upstream("https://127.0.0.1:8443/v1");
+        u.ca_pem = Some(ca.clone());
+        let t = UpstreamTarget::new(&model(), &u).expect("https with a CA");
+        assert_eq!(t.peer.options.ca.as_ref().map(|c| c.len()), Some(1));
+        let mut plain = upstream("http://127.0.0.1:8080");
+        plain.ca_pem = Some(ca);
+        let t = UpstreamTarget::new(&model(), &plain).expect("plain http");
+        assert!(t.peer.options.ca.is_none(), "no TLS, nothing to verify");
+        u.ca_pem = Some("not a certificate".into());
+        assert!(UpstreamTarget::new(&model(), &u).is_none());
     }
 
     #[test]

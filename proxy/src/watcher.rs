@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use medgate_config::Snapshot;
 
+use crate::control_plane::ControlPlanes;
 use crate::shared::Shared;
 
 /// Long-polls `GET {url}/api/internal/snapshot` until `shutdown` resolves.
 pub async fn watch_control_plane(
     shared: Arc<Shared>,
-    url: String,
+    control_planes: Arc<ControlPlanes>,
     token: Option<String>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) {
@@ -23,6 +24,7 @@ pub async fn watch_control_plane(
     let mut backoff = Duration::from_millis(200);
     loop {
         let after = shared.version();
+        let url = control_planes.url();
         let mut request = http.get(format!("{url}/api/internal/snapshot"));
         if let Some(v) = after {
             request = request.query(&[("after", v.to_string()), ("wait_secs", "25".to_owned())]);
@@ -56,6 +58,7 @@ pub async fn watch_control_plane(
                 Some(Duration::from_secs(5))
             }
             Err(e) => {
+                control_planes.failed(&url);
                 tracing::debug!(error = %e, "control plane unreachable; keeping the current snapshot");
                 Some(backoff)
             }
@@ -104,7 +107,7 @@ pub async fn watch_file(
 /// feed to show its debit. On failure the last known funds stay in force.
 pub async fn watch_funds(
     funds: Arc<crate::funds::Funds>,
-    url: String,
+    control_planes: Arc<ControlPlanes>,
     token: Option<String>,
     mut shutdown: impl std::future::Future<Output = ()> + Unpin,
 ) {
@@ -121,6 +124,7 @@ pub async fn watch_funds(
         } else {
             25
         };
+        let url = control_planes.url();
         let mut request = http.get(format!("{url}/api/internal/balances")).query(&[
             ("after", cursor.to_string()),
             ("wait_secs", wait_secs.to_string()),
@@ -154,6 +158,7 @@ pub async fn watch_funds(
                 Some(Duration::from_secs(5))
             }
             Err(e) => {
+                control_planes.failed(&url);
                 tracing::debug!(error = %e, "control plane unreachable; keeping the known funds");
                 Some(backoff)
             }

@@ -4,15 +4,20 @@
 //! file or a fresh PostgreSQL database, and gives role-scoped HTTP clients. Tests are written
 //! once and run on both backends with [`both_backends!`]. [`MockUpstream`] is a mock
 //! OpenAI-compatible upstream (an echo model) for proxy tests, benchmarks and the demo mode.
+//! [`TestCa`] issues certificates for TLS tests.
 #![forbid(unsafe_code)]
 
 mod client;
 pub mod mock_upstream;
 mod stack;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{Client, Reply};
 pub use mock_upstream::{Behavior, MockUpstream, RecordedRequest, MOCK_MODEL};
 pub use stack::{Backend, Stack, TEST_JWT_SECRET};
+#[cfg(feature = "tls")]
+pub use tls::{Issued, TestCa};
 
 /// Generates `sqlite::<name>` and `postgres::<name>` tests for each `async fn <name>(Stack)`.
 ///

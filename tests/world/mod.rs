@@ -151,12 +151,14 @@ pub async fn world() -> World {
         data_dir: dir.path().to_owned(),
         source: ConfigSource::ControlPlane {
             addr: api,
+            standby: Vec::new(),
             node_token: node,
         },
         threads: 2,
         grace_period_secs: 1,
         redis_url: None,
         redis_timeout: Duration::from_secs(2),
+        tls: None,
     })
     .expect("proxy");
     let proxy_url = format!("http://{proxy_addr}");

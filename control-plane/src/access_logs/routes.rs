@@ -61,12 +61,21 @@ async fn ingest_batch(
     ApiJson(batch): ApiJson<AccessLogBatch>,
 ) -> ApiResult<Json<UsageAck>> {
     let received = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
-    let entries = ingest::prepare(batch)?;
+    let mut entries = ingest::prepare(batch)?;
+    // Log sampling (system settings): successful requests beyond the configured fraction are
+    // acknowledged but not stored; errors always are.
+    let sampling = crate::settings::general::load(state.store())
+        .await?
+        .log_sampling;
+    let before = entries.len();
+    entries
+        .retain(|e| crate::settings::general::keep_access_log(&e.request_id, e.status, sampling));
+    let sampled_out = u64::try_from(before - entries.len()).unwrap_or_default();
     let inserted = ingest::ingest(state.store(), &entries).await?;
     state.metrics().access_log_entries.inc_by(inserted);
     Ok(Json(UsageAck {
         inserted,
-        duplicates: received - inserted,
+        duplicates: received.saturating_sub(inserted + sampled_out),
     }))
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
 
 use super::history::{self, AlertState};
 use super::metrics::{self, Inputs};
@@ -124,22 +123,18 @@ pub async fn evaluate_at(state: &AppState, now: DateTime<Utc>) -> ApiResult<Eval
 /// Runs [`evaluate_once`] every `every` (first run one interval after the start) until the
 /// task is aborted. Failures are logged and the next tick tries again.
 pub fn spawn_evaluator(state: AppState, every: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            match evaluate_once(&state).await {
-                Ok(s) if s.transitions() > 0 || s.failed > 0 => tracing::info!(
-                    evaluated = s.evaluated,
-                    fired = s.fired,
-                    resolved = s.resolved,
-                    failed = s.failed,
-                    "alert rules evaluated"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "alert evaluation failed"),
-            }
+    // Once cluster-wide: on the control plane holding the `alerts.evaluate` lease.
+    crate::cluster::spawn_singleton(state, "alerts.evaluate", every, |state| async move {
+        match evaluate_once(&state).await {
+            Ok(s) if s.transitions() > 0 || s.failed > 0 => tracing::info!(
+                evaluated = s.evaluated,
+                fired = s.fired,
+                resolved = s.resolved,
+                failed = s.failed,
+                "alert rules evaluated"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "alert evaluation failed"),
         }
     })
 }

@@ -85,8 +85,10 @@ pub struct AlertEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Delivery {
     pub channel: String,
-    /// `pending` (being sent, or the sender stopped mid-way), `delivered`, `failed`, or
-    /// `pending_smtp` (e-mail waits for SMTP settings).
+    /// Webhook: `pending` (being sent, or the sender stopped mid-way), `delivered` or
+    /// `failed`. E-mail: `queued` (in the notifier's outbox), `retrying` (an attempt failed,
+    /// see `error`; the notifier tries again with backoff), `delivered` or `failed` (gave up;
+    /// `POST /api/notifications/{id}/retry` queues it again).
     pub outcome: String,
     pub attempts: u32,
     /// The receiver's last HTTP status, if it answered.
@@ -178,10 +180,34 @@ pub async fn record(
         channels.push(("webhook".into(), "pending"));
     }
     for email in &rule.emails {
-        channels.push((format!("email:{email}"), "pending_smtp"));
+        channels.push((format!("email:{email}"), "queued"));
     }
     for (channel, outcome) in channels {
         insert_delivery(&mut tx, &event.event_id, &channel, outcome, 0, None, None).await?;
+    }
+    if !rule.emails.is_empty() {
+        // E-mail goes through the notifier's outbox, in this transaction: the transition and
+        // its e-mail exist together or not at all. The notifier appends the outcomes here.
+        let payload = serde_json::json!({
+            "event_id": event.event_id,
+            "alert_id": rule.id,
+            "name": rule.name,
+            "tenant_id": rule.tenant_id,
+            "metric": rule.metric.as_str(),
+            "state": if wanted == AlertState::Firing { "firing" } else { "resolved" },
+            "value": value,
+            "threshold": rule.threshold,
+            "at": now,
+            "emails": rule.emails,
+        });
+        crate::notifier::enqueue(
+            &mut tx,
+            rule.tenant_id.as_deref(),
+            crate::notifier::ALERT_KIND,
+            &format!("{}:{}", crate::notifier::ALERT_KIND, event.event_id),
+            &payload,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Some(event))

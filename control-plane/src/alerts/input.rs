@@ -58,8 +58,8 @@ pub struct AlertRuleInput {
     /// `webhook_url`. Write-only.
     #[serde(default, deserialize_with = "present")]
     pub webhook_secret: Option<Option<String>>,
-    /// Up to 20 addresses. Stored; delivery waits for SMTP settings, so history records
-    /// `pending_smtp` for them.
+    /// Up to 20 addresses, e-mailed each transition through the notifier (SMTP settings,
+    /// retries with backoff); the history shows each address's outcome.
     #[serde(default)]
     pub emails: Vec<String>,
 }

@@ -5,7 +5,7 @@
 //! - `metrics`: what each metric reads (usage rows, live proxy reports, counter samples).
 //! - `history`: live state, transitions (compare-and-set) and delivery outcomes.
 //! - `evaluate`: [`evaluate_once`] and the background loop ([`spawn_evaluator`]).
-//! - `notify`: signed webhook deliveries with retries.
+//! - `notify`: signed webhook deliveries with retries (e-mail goes through the notifier).
 //!
 //! Tenancy: a tenant's rule reads only its tenant's usage rows and per-tenant breaker states,
 //! and is visible to that tenant (and platform roles) only; platform rules read everything
@@ -23,6 +23,7 @@ mod routes;
 pub use evaluate::{
     evaluate_at, evaluate_once, spawn_evaluator, EvaluationSummary, EVALUATION_INTERVAL,
 };
+pub(crate) use history::record_delivery;
 pub use history::{AlertEvent, AlertState, Delivery, LiveState, HISTORY_LIMIT};
 pub use input::{AlertRuleInput, MAX_WINDOW_SECS, MIN_WINDOW_SECS};
 pub use model::{AlertRule, AlertRuleView, Metric};

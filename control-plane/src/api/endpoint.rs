@@ -39,6 +39,8 @@ pub struct Endpoint {
     pub max_body: Option<usize>,
     /// Whether mutating calls are written to the audit log (see [`Endpoint::unaudited`]).
     pub audited: bool,
+    /// Error statuses beyond those implied by the endpoint's shape (see [`Endpoint::error`]).
+    pub extra_errors: Vec<(u16, &'static str)>,
 }
 
 impl Endpoint {
@@ -66,6 +68,7 @@ impl Endpoint {
             also_success: None,
             max_body: None,
             audited: true,
+            extra_errors: Vec::new(),
         }
     }
 
@@ -151,6 +154,13 @@ impl Endpoint {
     /// Documents a second success status answering the same body.
     pub fn also_status(mut self, status: u16) -> Self {
         self.also_success = Some(status);
+        self
+    }
+
+    /// Documents an error status the endpoint's shape does not imply (e.g. 502 when a server
+    /// it calls on the caller's behalf fails).
+    pub fn error(mut self, status: u16, description: &'static str) -> Self {
+        self.extra_errors.push((status, description));
         self
     }
 

@@ -140,6 +140,9 @@ fn error_statuses(ep: &Endpoint) -> Vec<(u16, &'static str)> {
     if has_input {
         out.push((422, "Request breaks a validation rule"));
     }
+    out.extend(ep.extra_errors.iter().copied());
+    out.sort_by_key(|(status, _)| *status);
+    out.dedup_by_key(|(status, _)| *status);
     out
 }
 

@@ -2,13 +2,14 @@
 //! it.
 
 use async_trait::async_trait;
-use medgate_config::DomainEntry;
+use medgate_config::{DomainCertificate, DomainEntry};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::resource::{self, Crud, Resource, Scope};
+use crate::store::Tx;
 use crate::validate;
 
 /// Prefix of the DNS record that carries the token.
@@ -136,10 +137,12 @@ impl Domain {
         }
     }
 
-    pub fn snapshot_entry(&self) -> DomainEntry {
+    /// The domain as the data plane needs it, with its certificate if it has one.
+    pub fn snapshot_entry(&self, certificate: Option<DomainCertificate>) -> DomainEntry {
         DomainEntry {
             hostname: self.hostname.clone(),
             tenant_id: self.tenant_id.clone(),
+            certificate,
         }
     }
 }
@@ -219,6 +222,11 @@ impl Crud for Domain {
 
     fn view(&self) -> Domain {
         self.clone()
+    }
+
+    /// The domain's certificate (and its private key) leaves with it.
+    async fn on_delete(&self, tx: &mut Tx) -> ApiResult<()> {
+        super::certificate::remove_for_domain(tx, &self.id).await
     }
 }
 

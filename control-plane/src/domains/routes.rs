@@ -1,5 +1,5 @@
-//! Routes of API §8: CRUD from the generic resource layer, the verification check, and the
-//! per-tenant list.
+//! Routes of API §8: CRUD from the generic resource layer, the certificate, the verification
+//! check, and the per-tenant list.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -18,7 +18,7 @@ use crate::store;
 use crate::tenants;
 
 pub fn routes(api: ApiBuilder) -> ApiBuilder {
-    crud_routes::<Domain>(api)
+    super::certificate::routes(crud_routes::<Domain>(api))
         .add(
             Endpoint::post(
                 "/api/domains/{id}/verify",

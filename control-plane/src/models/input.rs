@@ -69,6 +69,9 @@ pub struct UpstreamInput {
     /// Concurrent requests the upstream is sized for, 1 to 100000 (tenants' share caps are
     /// computed from it). Omitted: unknown.
     pub max_concurrency: Option<u32>,
+    /// PEM CA certificate(s) that sign an `https://` upstream's certificate, trusted instead
+    /// of the system roots. Omitted: the system roots.
+    pub ca_pem: Option<String>,
 }
 
 impl ModelInput {
@@ -176,12 +179,16 @@ fn upstreams(inputs: Vec<UpstreamInput>, current: Option<&[Upstream]>) -> ApiRes
                 format!("must be between 1 and {MAX_CONCURRENCY}"),
             ));
         }
+        if let Some(ca) = &u.ca_pem {
+            validate::upstream_ca(&field("ca_pem"), &u.url, ca)?;
+        }
         out.push(Upstream {
             url: u.url,
             weight,
             api_key,
             pool: u.pool,
             max_concurrency: u.max_concurrency,
+            ca_pem: u.ca_pem,
         });
     }
     if !out.iter().any(|u| u.weight > 0) {

@@ -70,6 +70,9 @@ pub struct Upstream {
     /// Concurrent requests the upstream is sized for.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// PEM CA certificate(s) trusted for this `https://` upstream instead of the system roots.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
 }
 
 /// The model's list price in integer minor units of `currency`, as shown in the catalogue.
@@ -134,6 +137,8 @@ pub struct UpstreamView {
     pub pool: Option<String>,
     /// Concurrent requests the upstream is sized for.
     pub max_concurrency: Option<u32>,
+    /// CA certificate(s) trusted for the upstream instead of the system roots (PEM).
+    pub ca_pem: Option<String>,
 }
 
 impl Model {
@@ -153,6 +158,7 @@ impl Model {
                     api_key: u.api_key.clone(),
                     pool: u.pool.clone(),
                     max_concurrency: u.max_concurrency,
+                    ca_pem: u.ca_pem.clone(),
                 })
                 .collect(),
             upstream_model: self.upstream_model.clone(),
@@ -217,6 +223,7 @@ impl Crud for Model {
                     has_api_key: u.api_key.is_some(),
                     pool: u.pool.clone(),
                     max_concurrency: u.max_concurrency,
+                    ca_pem: u.ca_pem.clone(),
                 })
                 .collect(),
             upstream_model: self.upstream_model.clone(),

@@ -34,6 +34,12 @@ pub trait Crud: Resource {
     /// OpenAPI tag and operation prefix, e.g. `tenant_plans`.
     const TAG: &'static str;
 
+    /// Fills omitted fields of a create body whose defaults are platform settings (before
+    /// [`Crud::build`]); by default nothing.
+    async fn fill_defaults(_input: &mut Self::Create, _state: &AppState) -> ApiResult<()> {
+        Ok(())
+    }
+
     /// Builds and validates a new resource.
     fn build(id: String, input: Self::Create, principal: &Principal) -> ApiResult<Self>;
 
@@ -132,8 +138,9 @@ async fn list_handler<T: Crud>(
 async fn create_handler<T: Crud>(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(input): ApiJson<T::Create>,
+    ApiJson(mut input): ApiJson<T::Create>,
 ) -> ApiResult<Response> {
+    T::fill_defaults(&mut input, &state).await?;
     let mut value = T::build(store::new_id(T::ID_PREFIX), input, &principal)?;
     if T::SCOPE == Scope::Tenant {
         match value.tenant_id().map(str::to_owned) {

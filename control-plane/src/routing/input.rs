@@ -48,6 +48,10 @@ pub struct RouteInput {
     /// -1000 to 1000 (default 0); higher wins.
     #[serde(default)]
     pub priority: i32,
+    /// Answer plain-HTTP requests with `308` to the same URL over HTTPS (default false;
+    /// needs the proxy's HTTPS listener, `proxy.tls.listen`).
+    #[serde(default)]
+    pub https_redirect: bool,
     /// Default true.
     pub enabled: Option<bool>,
 }
@@ -201,6 +205,9 @@ fn check_targets(targets: &[RouteTarget]) -> ApiResult<()> {
                 &format!("targets[{i}].weight"),
                 format!("must be between 0 and {MAX_TARGET_WEIGHT}"),
             ));
+        }
+        if let Some(ca) = &t.ca_pem {
+            validate::upstream_ca(&format!("targets[{i}].ca_pem"), &t.url, ca)?;
         }
     }
     if !targets.iter().any(|t| t.weight > 0) {

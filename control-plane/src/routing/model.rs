@@ -31,6 +31,9 @@ pub struct Route {
     pub retries: u8,
     pub plugins: Vec<String>,
     pub priority: i32,
+    /// Plain-HTTP requests get `308` to the same URL on the proxy's HTTPS listener.
+    #[serde(default)]
+    pub https_redirect: bool,
     /// Disabled routes stay stored but leave the snapshot.
     pub enabled: bool,
     pub created_at: String,
@@ -53,6 +56,7 @@ impl Route {
             retries: input.retries,
             plugins: input.plugins,
             priority: input.priority,
+            https_redirect: input.https_redirect,
             enabled: input.enabled.unwrap_or(true),
             created_at: String::new(),
             updated_at: String::new(),
@@ -77,6 +81,7 @@ impl Route {
             retries: self.retries,
             plugins: self.plugins.clone(),
             priority: self.priority,
+            https_redirect: self.https_redirect,
         }
     }
 }

@@ -8,12 +8,15 @@
 use std::collections::{HashMap, HashSet};
 
 use medgate_config::snapshot::{IsolationEntry, PlanQuotas};
-use medgate_config::{DomainEntry, GatewayEntry, RouteEntry, Snapshot, TenantEntry};
+use medgate_config::{
+    DomainCertificate, DomainEntry, GatewayEntry, RouteEntry, Snapshot, TenantEntry,
+};
 
 use crate::domains::{self, Domain, DomainStatus};
 use crate::error::ApiResult;
 use crate::keys::{ApiKey, KeyStatus};
 use crate::models::Model;
+use crate::notifier::sealed::SealKey;
 use crate::resource;
 use crate::routing::Route;
 use crate::store::Store;
@@ -22,7 +25,10 @@ use crate::tenants::{IsolationPolicy, Tenant, TenantPlan};
 
 /// Compiles the store into a snapshot. Reads the version before and after and retries when a
 /// write slipped in between, so the content always matches the version it carries.
-pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
+///
+/// `seal` opens the private keys of domain certificates; without it (no server secret) the
+/// snapshot carries no certificates.
+pub async fn compile(store: &Store, seal: Option<&SealKey>) -> ApiResult<Snapshot> {
     loop {
         let version = store.config_version().await?;
         let tenants = resource::load_all::<Tenant>(store).await?;
@@ -43,6 +49,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
         let gateway: GatewayEntry = crate::gateway::current_config(store).await?.entry();
         let routes = resource::load_all::<Route>(store).await?;
         let domains = resource::load_all::<Domain>(store).await?;
+        let certificates = domains::certificates_for_snapshot(store, seal).await?;
         let protection = crate::protection::load(store).await?;
         let mut rates = crate::billing::rates::snapshot_entries(store).await?;
         let quota_caps = crate::billing::overage::snapshot_caps(store).await?;
@@ -65,7 +72,7 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
             })
             .map(TenantModel::snapshot_entry)
             .collect();
-        let (routes, domains) = routing_entries(&routes, &domains, &tenant_ids);
+        let (routes, domains) = routing_entries(&routes, &domains, certificates, &tenant_ids);
         let mut protection = protection.entry(&tenant_ids);
         protection.quota_caps = quota_caps
             .into_iter()
@@ -95,12 +102,13 @@ pub async fn compile(store: &Store) -> ApiResult<Snapshot> {
     }
 }
 
-/// Verified domains of existing tenants, and enabled routes of existing owners. A tenant's
-/// route keeps only the hosts its tenant's verified domains cover, and is left out when none
-/// remain: an unverified claim must not route anything.
+/// Verified domains of existing tenants (with their certificates), and enabled routes of
+/// existing owners. A tenant's route keeps only the hosts its tenant's verified domains cover,
+/// and is left out when none remain: an unverified claim must not route anything.
 fn routing_entries(
     routes: &[Route],
     domains: &[Domain],
+    mut certificates: HashMap<String, DomainCertificate>,
     tenant_ids: &HashSet<String>,
 ) -> (Vec<RouteEntry>, Vec<DomainEntry>) {
     let verified: Vec<&Domain> = domains
@@ -129,7 +137,10 @@ fn routing_entries(
             Some(_) => None,
         })
         .collect();
-    let domains = verified.into_iter().map(Domain::snapshot_entry).collect();
+    let domains = verified
+        .into_iter()
+        .map(|d| d.snapshot_entry(certificates.remove(&d.id)))
+        .collect();
     (routes, domains)
 }
 

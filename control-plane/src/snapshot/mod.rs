@@ -21,6 +21,7 @@ use crate::api::extract::ApiQuery;
 use crate::api::{ApiBuilder, Endpoint};
 use crate::auth::Access;
 use crate::error::{ApiError, ApiResult};
+use crate::notifier::sealed::SealKey;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -29,13 +30,16 @@ pub use compile::compile;
 /// Compiles snapshots on demand and shares the latest among concurrent watchers.
 pub struct SnapshotHub {
     store: Store,
+    /// Opens domain certificates' private keys; None without a server secret.
+    seal: Option<SealKey>,
     latest: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl SnapshotHub {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, seal: Option<SealKey>) -> Self {
         Self {
             store,
+            seal,
             latest: Mutex::new(None),
         }
     }
@@ -47,7 +51,7 @@ impl SnapshotHub {
         if let Some(s) = latest.as_ref().filter(|s| s.version == version) {
             return Ok(s.clone());
         }
-        let snapshot = Arc::new(compile(&self.store).await?);
+        let snapshot = Arc::new(compile(&self.store, self.seal.as_ref()).await?);
         *latest = Some(snapshot.clone());
         Ok(snapshot)
     }

@@ -158,6 +158,19 @@ impl Crud for Tenant {
     const PATH: &'static str = "/api/tenants";
     const TAG: &'static str = "tenants";
 
+    /// A new tenant's time zone and currency default to the system settings'.
+    async fn fill_defaults(
+        input: &mut TenantCreate,
+        state: &crate::state::AppState,
+    ) -> ApiResult<()> {
+        if input.timezone.is_none() || input.currency.is_none() {
+            let general = crate::settings::general::load(state.store()).await?;
+            input.timezone.get_or_insert(general.default_timezone);
+            input.currency.get_or_insert(general.default_currency);
+        }
+        Ok(())
+    }
+
     fn build(id: String, input: TenantCreate, principal: &Principal) -> ApiResult<Self> {
         let tenant = Tenant {
             id,
@@ -250,6 +263,7 @@ impl Crud for Tenant {
         ] {
             resources::delete_by_tenant(tx, kind, &self.id).await?;
         }
+        crate::domains::remove_certificates_of_tenant(tx, &self.id).await?;
         Ok(())
     }
 

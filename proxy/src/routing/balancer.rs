@@ -81,6 +81,12 @@ impl Balancer {
             peer.options.read_timeout = Some(Duration::from_millis(route.timeouts.read_ms.max(1)));
             peer.options.write_timeout = Some(Duration::from_secs(60));
             peer.options.idle_timeout = Some(Duration::from_secs(60));
+            if let (true, Some(ca)) = (url.tls, &t.ca_pem) {
+                if let Err(e) = crate::tls::trust_ca(&mut peer, ca) {
+                    tracing::warn!(route = %route.id, target = %url.label(), error = %e, "target CA certificate unusable; skipped");
+                    continue;
+                }
+            }
             let mut ext = Extensions::new();
             ext.insert(TargetIndex(targets.len()));
             backends.insert(Backend {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use medgate_plugins::{Decision, Plugin, RequestView, TenantStatusGate};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType, Result};
@@ -56,6 +56,12 @@ pub async fn admit(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
     };
     let route = catalog.routing.find(&facts)?.clone();
     ctx.route = "route";
+    if let Some(location) = https_redirect(gw, session, &route, &host) {
+        ctx.status = 308;
+        write_redirect(session, &ctx.request_id, &location).await;
+        return Some(true);
+    }
+    let header = session.req_header();
     let authorized = authorize(&catalog, &route, header, &host);
     let idempotent = header.method.is_idempotent();
     let authorized = match authorized {
@@ -96,6 +102,41 @@ pub async fn admit(gw: &Gateway, session: &mut Session, ctx: &mut RequestCtx) ->
             Some(true)
         }
     }
+}
+
+/// The HTTPS URL of a plain-HTTP request on a route that redirects, when the proxy has an
+/// HTTPS listener to send it to.
+fn https_redirect(
+    gw: &Gateway,
+    session: &Session,
+    route: &CompiledRoute,
+    host: &str,
+) -> Option<String> {
+    if !route.entry.https_redirect || crate::tls::is_tls(session) {
+        return None;
+    }
+    let port = gw.https_port?;
+    let target = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    crate::tls::https_location(host, target, port)
+}
+
+/// `308 Permanent Redirect`: the client repeats the same method and body at `location`.
+async fn write_redirect(session: &mut Session, request_id: &str, location: &str) {
+    let Ok(mut head) = ResponseHeader::build(308, Some(3)) else {
+        return;
+    };
+    let _ = head.insert_header("location", location);
+    let _ = head.insert_header("content-length", "0");
+    let _ = head.insert_header("x-request-id", request_id);
+    if !session.is_body_done() {
+        // The body is left unread: the connection cannot carry another request.
+        session.set_keepalive(None);
+    }
+    let _ = session.write_response_header(Box::new(head), true).await;
 }
 
 /// The route's rate limits and circuit breakers. Requests without a tenant count as one

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use medgate_config::Snapshot;
 use pingora::http::RequestHeader;
 
+use crate::tls::CertTable;
+
 pub use balancer::{Balancer, Target};
 pub use call::RouteCall;
 pub use route::{host_matches, path_matches, CompiledRoute, RequestFacts};
@@ -28,6 +30,8 @@ pub struct Routing {
     routes: Vec<Arc<CompiledRoute>>,
     /// Verified domain -> owning tenant.
     domains: HashMap<String, String>,
+    /// The domains' certificates for the HTTPS listener, by SNI.
+    pub certificates: CertTable,
 }
 
 impl Routing {
@@ -51,7 +55,12 @@ impl Routing {
             .iter()
             .map(|d| (d.hostname.clone(), d.tenant_id.clone()))
             .collect();
-        Self { routes, domains }
+        let certificates = CertTable::build(&snapshot.domains, previous.map(|p| &p.certificates));
+        Self {
+            routes,
+            domains,
+            certificates,
+        }
     }
 
     /// The first route that takes the request.
@@ -107,6 +116,7 @@ mod tests {
             targets: vec![medgate_config::RouteTarget {
                 url: url.into(),
                 weight: 1,
+                ca_pem: None,
             }],
             load_balancing: Default::default(),
             health_check: None,
@@ -115,6 +125,7 @@ mod tests {
             retries: 0,
             plugins: vec![],
             priority: 0,
+            https_redirect: false,
         };
         let routes = targets
             .iter()

@@ -168,8 +168,9 @@ impl CardKeys {
     }
 }
 
-/// The server secret for cards (see the module docs).
-fn server_secret(settings: &Settings) -> ApiResult<Vec<u8>> {
+/// The server secret for cards (see the module docs); also the root of the notifier's sealed
+/// settings secrets (`crate::notifier::sealed`).
+pub(crate) fn server_secret(settings: &Settings) -> ApiResult<Vec<u8>> {
     if let Some(secret) = settings.auth.hmac_secret.as_deref() {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(ApiError::Unavailable(format!(

@@ -26,6 +26,7 @@ use crate::redis_link::RedisLink;
 
 /// Extra lifetime of a key beyond the moment its counter is empty.
 const TTL_MARGIN_MS: u64 = 1_000;
+#[cfg(test)]
 pub(crate) use crate::redis_link::DEFAULT_TIMEOUT;
 
 /// KEYS = counters; ARGV[1] = TTL margin (ms); then per key: interval (µs), capacity, cost.
