@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod billing;
+pub mod changes;
 pub mod cluster;
 pub mod demo;
 pub mod domains;

@@ -7,6 +7,7 @@ use medgate_config::Settings;
 use serde_json::Value;
 
 use crate::auth::JwtKeys;
+use crate::changes::Watermarks;
 use crate::metrics::ApiMetrics;
 use crate::snapshot::SnapshotHub;
 use crate::store::Store;
@@ -20,6 +21,7 @@ struct Inner {
     keys: JwtKeys,
     settings: Settings,
     snapshots: SnapshotHub,
+    changes: Watermarks,
     openapi: OnceLock<Arc<Value>>,
     started: Instant,
     metrics: ApiMetrics,
@@ -30,7 +32,9 @@ impl AppState {
         // Without a server secret no certificate key can be unsealed (nor uploaded).
         let seal = crate::notifier::sealed::SealKey::from_settings(&settings, "").ok();
         let snapshots = SnapshotHub::new(store.clone(), seal);
+        let changes = Watermarks::new(store.clone());
         Self(Arc::new(Inner {
+            changes,
             store,
             keys,
             settings,
@@ -55,6 +59,11 @@ impl AppState {
 
     pub fn snapshots(&self) -> &SnapshotHub {
         &self.0.snapshots
+    }
+
+    /// The config version and balance feed sequence, shared by the long-polls.
+    pub fn changes(&self) -> &Watermarks {
+        &self.0.changes
     }
 
     pub fn metrics(&self) -> &ApiMetrics {

@@ -22,8 +22,6 @@ use crate::store::Store;
 
 /// Longest long-poll, seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
-/// How often a long-poll looks for changes (also covers other control-plane replicas).
-const POLL: Duration = Duration::from_millis(150);
 
 /// Query of the balance feed.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -37,8 +35,15 @@ pub struct FeedQuery {
     pub wait_secs: Option<u64>,
 }
 
-/// The changes after `after` (the full state for 0), long-polling up to `wait`.
-pub async fn changes(store: &Store, after: u64, wait: Duration) -> ApiResult<FundsFeed> {
+/// The changes after `after` (the full state for 0), long-polling up to `wait`: the store is
+/// read once, then the control plane's shared watermark (`seqs`, see [`crate::changes`]) wakes
+/// the wait.
+pub async fn changes(
+    store: &Store,
+    after: u64,
+    wait: Duration,
+    mut seqs: tokio::sync::watch::Receiver<u64>,
+) -> ApiResult<FundsFeed> {
     if wait > Duration::from_secs(MAX_WAIT_SECS) {
         return Err(ApiError::invalid(
             "wait_secs",
@@ -46,14 +51,14 @@ pub async fn changes(store: &Store, after: u64, wait: Duration) -> ApiResult<Fun
         ));
     }
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let feed = read(store, after).await?;
-        if feed.cursor != after || !feed.funds.is_empty() || tokio::time::Instant::now() >= deadline
-        {
-            return Ok(feed);
-        }
-        tokio::time::sleep(POLL).await;
+    let feed = read(store, after).await?;
+    if feed.cursor != after || !feed.funds.is_empty() || wait.is_zero() {
+        return Ok(feed);
     }
+    if crate::changes::wait_above(&mut seqs, after, deadline).await {
+        return read(store, after).await;
+    }
+    Ok(feed)
 }
 
 /// One read: the sequence and the rows changed after `after`, from one snapshot.

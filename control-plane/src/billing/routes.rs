@@ -216,6 +216,12 @@ async fn balances_feed(
 ) -> ApiResult<Json<FundsFeed>> {
     let wait = Duration::from_secs(q.wait_secs.unwrap_or(0));
     Ok(Json(
-        feed::changes(state.store(), q.after.unwrap_or(0), wait).await?,
+        feed::changes(
+            state.store(),
+            q.after.unwrap_or(0),
+            wait,
+            state.changes().feed(),
+        )
+        .await?,
     ))
 }

@@ -57,17 +57,21 @@ impl SnapshotHub {
     }
 
     /// Waits until the version exceeds `after`, up to `wait`.
-    pub async fn newer_than(&self, after: u64, wait: Duration) -> ApiResult<Option<Arc<Snapshot>>> {
+    /// The store is asked once; then the control plane's shared watermark (`versions`, see
+    /// [`crate::changes`]) wakes the wait.
+    pub async fn newer_than(
+        &self,
+        after: u64,
+        wait: Duration,
+        mut versions: tokio::sync::watch::Receiver<u64>,
+    ) -> ApiResult<Option<Arc<Snapshot>>> {
         let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if self.store.config_version().await? > after {
-                return self.current().await.map(Some);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if self.store.config_version().await? > after
+            || crate::changes::wait_above(&mut versions, after, deadline).await
+        {
+            return self.current().await.map(Some);
         }
+        Ok(None)
     }
 }
 
@@ -109,7 +113,7 @@ async fn get_snapshot(
         Some(after) => {
             state
                 .snapshots()
-                .newer_than(after, Duration::from_secs(wait))
+                .newer_than(after, Duration::from_secs(wait), state.changes().config())
                 .await?
         }
     };
