@@ -372,9 +372,46 @@ async fn failed_deliveries_are_recorded_and_email_waits_for_smtp(stack: Stack) {
     assert_eq!(deliveries[0]["channel"], "email:ops@example.com");
     assert_eq!(deliveries[0]["outcome"], "queued");
     assert_eq!(deliveries[1]["channel"], "webhook");
-    assert_eq!(deliveries[1]["outcome"], "failed");
+    assert_eq!(
+        deliveries[1]["outcome"], "retrying",
+        "handed to the notifier"
+    );
     assert_eq!(deliveries[1]["attempts"], 3);
     assert_eq!(deliveries[1]["status_code"], 500);
+
+    // The notifier retries it (after its backoff) to the rule's webhook in force: the
+    // receiver was fixed meanwhile. Same event id, signed, counted after the first three.
+    let (good_url, good_inbox) = receiver(StatusCode::OK).await;
+    let mut fixed = error_rule(&good_url);
+    fixed["emails"] = json!(["ops@example.com"]);
+    stack
+        .admin()
+        .put(&format!("/api/alerts/{id}"), fixed)
+        .await
+        .expect(200);
+    let later = chrono::Utc::now() + chrono::Duration::minutes(2);
+    medgate_control_plane::notifier::deliver_due_at(&stack.state, later)
+        .await
+        .expect("notifier pass");
+    assert_eq!(
+        received(&good_inbox).len(),
+        1,
+        "delivered once by the notifier"
+    );
+    assert_signed(&good_inbox, 0);
+    let first_id = received(&inbox)[0].0["x-medgate-event-id"].clone();
+    assert_eq!(received(&good_inbox)[0].0["x-medgate-event-id"], first_id);
+    assert_eq!(received(&good_inbox)[0].1["alert_id"], id.as_str());
+    let d = detail(&stack, &id).await;
+    let webhook = d["history"][0]["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .find(|x| x["channel"] == "webhook")
+        .cloned()
+        .expect("webhook delivery");
+    assert_eq!(webhook["outcome"], "delivered", "{webhook}");
+    assert_eq!(webhook["attempts"], 4);
 }
 
 async fn disabling_a_firing_rule_resolves_it(stack: Stack) {

@@ -10,7 +10,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::email::{self, Mail};
 use super::outbox::{self, ChannelOutcome, Finish, Notification, Status};
 use super::sealed::SealKey;
-use super::{render, webhook, ALERT_KIND, MAX_ATTEMPTS};
+use super::{render, webhook, ALERT_KIND, ALERT_WEBHOOK_KIND, MAX_ATTEMPTS};
+use crate::alerts::AlertRule;
 use crate::error::ApiResult;
 use crate::resource;
 use crate::settings::general::{self, GeneralSettings};
@@ -119,13 +120,15 @@ enum Channel {
         url: String,
         sealed_secret: Option<String>,
     },
+    /// The webhook of the alert rule in the payload, as the rule has it now.
+    AlertWebhook,
 }
 
 impl Channel {
     fn key(&self) -> String {
         match self {
             Channel::Email(to) => format!("email:{to}"),
-            Channel::Webhook { .. } => "webhook".into(),
+            Channel::Webhook { .. } | Channel::AlertWebhook => "webhook".into(),
         }
     }
 }
@@ -134,6 +137,9 @@ impl Channel {
 /// module itself). Everything else: the tenant's `notification_email` (else its contact
 /// e-mail), the platform's `notification_emails`, and the platform webhook.
 fn channels(general: &GeneralSettings, n: &Notification, tenant: Option<&Tenant>) -> Vec<Channel> {
+    if n.kind == ALERT_WEBHOOK_KIND {
+        return vec![Channel::AlertWebhook];
+    }
     let mut emails: Vec<String> = Vec::new();
     if n.kind == ALERT_KIND {
         if let Some(list) = n.payload["emails"].as_array() {
@@ -229,8 +235,13 @@ async fn deliver_one(
                 errors.push(format!("{key}: {e}"));
             }
         }
-        if n.kind == ALERT_KIND {
-            record_alert_delivery(ctx, n, &key, o.attempts, &result, last_allowed).await;
+        if n.kind == ALERT_KIND || n.kind == ALERT_WEBHOOK_KIND {
+            // A webhook's count includes the alerts module's immediate attempts.
+            let earlier = n.payload["immediate_attempts"].as_u64().unwrap_or(0);
+            let attempts = o
+                .attempts
+                .saturating_add(u32::try_from(earlier).unwrap_or(0));
+            record_alert_delivery(ctx, n, &key, attempts, &result, last_allowed).await;
         }
         if !outbox::save_progress(store, &n.id, token, &outcomes, &ctx.lease_end(), &stamp).await? {
             return Ok(None);
@@ -326,6 +337,30 @@ async fn send(
                 Ok(())
             } else {
                 Err(attempt.error.unwrap_or_else(|| "not delivered".into()))
+            }
+        }
+        Channel::AlertWebhook => {
+            let rule_id = n.payload["alert_id"].as_str().unwrap_or_default();
+            let rule = resource::load::<AlertRule>(ctx.state.store(), rule_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|s| s.value)
+                .ok_or_else(|| format!("alert rule {rule_id} no longer exists"))?;
+            let url = rule
+                .webhook_url
+                .ok_or_else(|| format!("alert rule {rule_id} has no webhook any more"))?;
+            let event_id = n.payload["event_id"].as_str().unwrap_or(&n.id);
+            let body = serde_json::to_vec(&n.payload["body"]).unwrap_or_default();
+            let attempt =
+                webhook::post(&url, rule.webhook_secret.as_deref(), event_id, &body).await;
+            if attempt.delivered {
+                Ok(())
+            } else {
+                Err(attempt.error.unwrap_or_else(|| {
+                    attempt
+                        .status
+                        .map_or_else(|| "not delivered".into(), |s| format!("HTTP {s}"))
+                }))
             }
         }
     }

@@ -8,7 +8,10 @@
 //! copy of every notification, and the platform's `notification_webhook_url` a signed POST
 //! (`X-Medgate-Signature`, see [`webhook`]) of `{id, kind, tenant_id, created_at, payload}`
 //! with `X-Medgate-Event-Id: <notification id>`. Alert e-mails go to the rule's addresses
-//! only (the rule's webhook is sent by the alerts module, with the same signing).
+//! only. An alert's webhook is first tried at once by the alerts module (3 attempts within
+//! about a second, for latency); when those fail it becomes an outbox row of kind
+//! [`ALERT_WEBHOOK_KIND`], retried here like every other notification to the rule's webhook
+//! in force, with the same body and event id.
 //!
 //! **Delivery.** [`spawn_notifier`] runs [`deliver_due`] every [`DELIVERY_INTERVAL`]. A due
 //! row is leased with a conditional UPDATE (`claimed_by`, `claimed_until`), so two control
@@ -41,3 +44,5 @@ pub use crate::billing::notify::enqueue;
 pub const MAX_ATTEMPTS: i64 = 8;
 /// The outbox kind of alert e-mails.
 pub const ALERT_KIND: &str = "alert";
+/// The outbox kind of alert webhooks whose immediate attempts failed.
+pub const ALERT_WEBHOOK_KIND: &str = "alert_webhook";
