@@ -74,14 +74,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Alert rules are evaluated, notifications delivered, expired rows purged and backups
-    // taken for as long as the API serves. Evaluation, purges and backups run once
-    // cluster-wide (job leases); the notifier runs on every control plane, each notification
+    // Alert rules are evaluated, notifications delivered, expired rows purged, backups taken
+    // and last month's invoices drafted for as long as the API serves. All but the notifier
+    // run once cluster-wide (job leases); the notifier runs on every control plane, each notification
     // leased by the one sending it.
     let evaluator = alerts::spawn_evaluator(state.clone(), alerts::EVALUATION_INTERVAL);
     let notifier = notifier::spawn_notifier(state.clone(), notifier::DELIVERY_INTERVAL);
     let purger = settings::general::spawn_purger(state.clone(), settings::general::PURGE_INTERVAL);
     let backups = backup::spawn_backup_scheduler(state.clone());
+    let invoicing = billing::invoices::schedule::spawn(state.clone());
     let app = router(state.clone());
     let served = axum::serve(
         listener,
@@ -93,6 +94,7 @@ pub async fn serve(
     notifier.abort();
     purger.abort();
     backups.abort();
+    invoicing.abort();
     // Hand the singleton jobs over now rather than after the lease TTL.
     cluster::release_all(&state).await;
     served

@@ -34,6 +34,7 @@ pub mod numbering;
 pub mod period;
 mod query;
 pub mod routes;
+pub mod schedule;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
