@@ -98,16 +98,7 @@ async fn start() -> Fixture {
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{url}/readyz"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "proxy never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_ready(&url).await;
     Fixture {
         proxy: Some(proxy),
         upstream,

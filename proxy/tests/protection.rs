@@ -97,16 +97,7 @@ async fn start(config: &Value, redis_url: Option<String>) -> Proxy {
     })
     .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{url}/readyz"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "proxy never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_ready(&url).await;
     Proxy {
         handle: Some(handle),
         url,

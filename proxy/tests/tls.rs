@@ -257,16 +257,7 @@ async fn start(default: &Issued, domains: Value, routes: Value) -> Fixture {
     let proxy = medgate_proxy::start(options).expect("proxy starts");
     assert_eq!(proxy.tls_listen, Some(https));
     let http = format!("http://{}", proxy.listen);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{http}/readyz"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "proxy never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_ready(&http).await;
     Fixture {
         proxy: Some(proxy),
         http,

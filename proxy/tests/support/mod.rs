@@ -1,5 +1,5 @@
 //! What the proxy's end-to-end tests share: the two API keys of their gateway files, free
-//! ports, key digests and the usage spool reader.
+//! ports, key digests, waiting for readiness and the usage spool reader.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -21,6 +21,20 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port")
+}
+
+/// Waits (up to 10 s) until the proxy at `base_url` answers `GET /readyz` with 200.
+pub async fn wait_ready(base_url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{base_url}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "proxy never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// SHA-256 (hex) of a key, as gateway files store it.
