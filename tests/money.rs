@@ -61,8 +61,20 @@ async fn a_prepaid_tenant_pays_exactly_its_usage_is_stopped_at_zero_and_restored
         .expect("sent");
     assert_eq!(adjusted.status().as_u16(), 201);
 
+    // The proxy learns the new funds from the balance feed (a long-poll woken within ~100 ms
+    // of the change): until then the tenant is gated at 0 and refused.
+    let known = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (status, body) = infer(&w).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 402, "unexpected answer: {body}");
+        assert!(Instant::now() < known, "the proxy never saw the funds");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Spend it: about 0.5 fen a request, so about ten requests pass before the 402.
-    let mut served = 0;
+    let mut served = 1;
     let refusal = loop {
         let (status, body) = infer(&w).await;
         match status {
