@@ -327,7 +327,7 @@ async fn smtp_password_is_write_only_and_sealed(stack: Stack) {
     assert!(!got.text.contains(password));
     let raw = stored(&stack, "smtp").await;
     assert!(!raw.contains(password), "stored in plaintext: {raw}");
-    assert!(raw.contains("\"password\":\"v1:"), "sealed: {raw}");
+    assert!(raw.contains("\"password\":\"v2:"), "sealed: {raw}");
     let (_, audit) = audit_text(&stack, "settings.update_smtp").await;
     assert!(!audit.contains(password));
     assert!(audit.contains("password_changed"));

@@ -1,14 +1,12 @@
-//! Secrets at rest (the SMTP password, the notification webhook's signing secret, and any
-//! other module's secret that must be read back): sealed with a key derived from the server
-//! secret, never in plaintext.
+//! Secrets at rest (the SMTP password, the notification webhook's signing secret, domain
+//! private keys, and any other module's secret that must be read back): sealed with a key
+//! derived from the server secret, never in plaintext.
 //!
 //! The server secret is the one recharge cards use (`auth.hmac_secret`, else the HS256 JWT
 //! secret; see `billing::cards::keys`). The sealing key is `HMAC-SHA256(secret, LABEL)`, so it
-//! is independent of every other use of that secret. A value is sealed with a fresh 16-byte
-//! random nonce: the ciphertext is the plaintext XOR an HMAC-SHA256 keystream
-//! (`HMAC(key, "ks" || nonce || counter)`), followed by a 32-byte tag
-//! `HMAC(key, "tag" || label || nonce || ciphertext)` (encrypt-then-MAC; HMAC is a PRF, so no
-//! new cipher dependency). Stored form: `v1:` + hex(nonce || ciphertext || tag).
+//! is independent of every other use of that secret. A value is sealed with ChaCha20-Poly1305
+//! (`ring`'s AEAD) under a fresh random 96-bit nonce, with `LABEL` as associated data. Stored
+//! form: `v2:` + hex(nonce || ciphertext || tag).
 //!
 //! Changing the server secret makes sealed values unreadable: the notifier then reports
 //! "set it again" instead of sending with a wrong secret.
@@ -16,20 +14,19 @@
 use hmac::{Hmac, Mac};
 use medgate_config::Settings;
 use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use sha2::Sha256;
 
 use crate::error::{ApiError, ApiResult};
 
 type HmacSha256 = Hmac<Sha256>;
 
-const LABEL: &[u8] = b"medgate/settings/secret-seal/v1";
-const PREFIX: &str = "v1:";
-const NONCE: usize = 16;
-const TAG: usize = 32;
+const LABEL: &[u8] = b"medgate/settings/secret-seal/v2";
+const PREFIX: &str = "v2:";
 
 /// The sealing key, derived from the server secret.
 #[derive(Clone)]
-pub struct SealKey(HmacSha256);
+pub struct SealKey([u8; 32]);
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,10 +39,7 @@ impl SealKey {
     pub fn from_secret(secret: &[u8]) -> ApiResult<SealKey> {
         let mut mac = HmacSha256::new_from_slice(secret).map_err(ApiError::internal)?;
         mac.update(LABEL);
-        let key = mac.finalize().into_bytes();
-        HmacSha256::new_from_slice(&key)
-            .map(SealKey)
-            .map_err(ApiError::internal)
+        Ok(SealKey(mac.finalize().into_bytes().into()))
     }
 
     /// The key of this server; 503 naming `what` when no server secret is configured.
@@ -60,39 +54,28 @@ impl SealKey {
         }
     }
 
-    fn keystream_xor(&self, nonce: &[u8], data: &mut [u8]) {
-        for (counter, chunk) in data.chunks_mut(32).enumerate() {
-            let mut mac = self.0.clone();
-            mac.update(b"ks");
-            mac.update(nonce);
-            mac.update(&u64::try_from(counter).unwrap_or(u64::MAX).to_be_bytes());
-            let block = mac.finalize().into_bytes();
-            for (b, k) in chunk.iter_mut().zip(block.iter()) {
-                *b ^= k;
-            }
-        }
-    }
-
-    fn tag(&self, nonce: &[u8], ciphertext: &[u8]) -> HmacSha256 {
-        let mut mac = self.0.clone();
-        mac.update(b"tag");
-        mac.update(LABEL);
-        mac.update(nonce);
-        mac.update(ciphertext);
-        mac
+    fn aead(&self) -> LessSafeKey {
+        // A 32-byte key is exactly what ChaCha20-Poly1305 takes, so this cannot fail.
+        LessSafeKey::new(
+            UnboundKey::new(&CHACHA20_POLY1305, &self.0).unwrap_or_else(|_| unreachable!()),
+        )
     }
 
     /// The sealed form of `plaintext`.
     pub fn seal(&self, plaintext: &str) -> String {
-        let mut nonce = [0u8; NONCE];
+        let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let mut data = plaintext.as_bytes().to_vec();
-        self.keystream_xor(&nonce, &mut data);
-        let tag = self.tag(&nonce, &data).finalize().into_bytes();
-        let mut out = Vec::with_capacity(NONCE + data.len() + TAG);
+        // Sealing fails only for inputs beyond ChaCha20's 256 GiB limit.
+        let sealed = self.aead().seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(LABEL),
+            &mut data,
+        );
+        debug_assert!(sealed.is_ok());
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&data);
-        out.extend_from_slice(&tag);
         format!("{PREFIX}{}", hex::encode(out))
     }
 
@@ -100,16 +83,17 @@ impl SealKey {
     /// another secret or altered.
     pub fn unseal(&self, sealed: &str) -> Option<String> {
         let bytes = hex::decode(sealed.strip_prefix(PREFIX)?).ok()?;
-        if bytes.len() < NONCE + TAG {
+        if bytes.len() < NONCE_LEN {
             return None;
         }
-        let (nonce, rest) = bytes.split_at(NONCE);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG);
-        // verify_slice compares in constant time.
-        self.tag(nonce, ciphertext).verify_slice(tag).ok()?;
-        let mut data = ciphertext.to_vec();
-        self.keystream_xor(nonce, &mut data);
-        String::from_utf8(data).ok()
+        let (nonce, rest) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut data = rest.to_vec();
+        let plain = self
+            .aead()
+            .open_in_place(nonce, Aad::from(LABEL), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
     }
 }
 
@@ -127,10 +111,10 @@ mod tests {
         for text in [
             "",
             "p",
-            "a much longer password that spans several keystream blocks!",
+            "a much longer password that spans several ChaCha20 blocks, well beyond sixty-four bytes of text",
         ] {
             let sealed = k.seal(text);
-            assert!(sealed.starts_with("v1:"));
+            assert!(sealed.starts_with("v2:"));
             if !text.is_empty() {
                 assert!(!sealed.contains(&hex::encode(text)));
             }
@@ -146,7 +130,8 @@ mod tests {
         let last = altered.len() - 40;
         altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
         assert_eq!(k.unseal(&String::from_utf8(altered).expect("utf8")), None);
-        assert_eq!(k.unseal("v1:zz"), None);
+        assert_eq!(k.unseal("v2:zz"), None);
+        assert_eq!(k.unseal("v2:00"), None);
         assert_eq!(k.unseal("hunter2"), None);
     }
 }
