@@ -63,13 +63,25 @@ impl SealKey {
 
     /// The sealed form of `plaintext`.
     pub fn seal(&self, plaintext: &str) -> String {
+        self.seal_bound("", plaintext.as_bytes())
+    }
+
+    /// The plaintext of a value sealed by [`SealKey::seal`]; None when it was sealed with
+    /// another secret or altered.
+    pub fn unseal(&self, sealed: &str) -> Option<String> {
+        String::from_utf8(self.unseal_bound("", sealed)?).ok()
+    }
+
+    /// Seals `plaintext` bound to `context` (e.g. the id of the row holding it): it opens only
+    /// with the same context, so a sealed value copied to another row is refused.
+    pub fn seal_bound(&self, context: &str, plaintext: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        let mut data = plaintext.as_bytes().to_vec();
+        let mut data = plaintext.to_vec();
         // Sealing fails only for inputs beyond ChaCha20's 256 GiB limit.
         let sealed = self.aead().seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(LABEL),
+            Aad::from(associated(context)),
             &mut data,
         );
         debug_assert!(sealed.is_ok());
@@ -79,9 +91,8 @@ impl SealKey {
         format!("{PREFIX}{}", hex::encode(out))
     }
 
-    /// The plaintext of a value sealed by [`SealKey::seal`]; None when it was sealed with
-    /// another secret or altered.
-    pub fn unseal(&self, sealed: &str) -> Option<String> {
+    /// The plaintext of a value sealed by [`SealKey::seal_bound`] with `context`.
+    pub fn unseal_bound(&self, context: &str, sealed: &str) -> Option<Vec<u8>> {
         let bytes = hex::decode(sealed.strip_prefix(PREFIX)?).ok()?;
         if bytes.len() < NONCE_LEN {
             return None;
@@ -91,10 +102,15 @@ impl SealKey {
         let mut data = rest.to_vec();
         let plain = self
             .aead()
-            .open_in_place(nonce, Aad::from(LABEL), &mut data)
+            .open_in_place(nonce, Aad::from(associated(context)), &mut data)
             .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
+        Some(plain.to_vec())
     }
+}
+
+/// The associated data: the label, then the context.
+fn associated(context: &str) -> Vec<u8> {
+    [LABEL, b"\0", context.as_bytes()].concat()
 }
 
 #[cfg(test)]

@@ -16,10 +16,9 @@
 //! **Why batches are derived, not encrypted:** export must give the plaintext back, yet the
 //! database must hold no plaintext. Card `i` of a batch is `HMAC(derive key, seed || i)`
 //! truncated to 80 bits, where `seed` is 32 bytes from the CSPRNG; the batch row keeps the
-//! seed sealed as `seed XOR HMAC(seal key, "pad" || batch id)` plus a 16-byte tag. HMAC is a
-//! PRF, so this is a one-time pad per batch id (ids are unique) with no new dependency (no
-//! AES-GCM crate), and the codes keep the 80-bit unpredictability of a PRF output under a
-//! 256-bit random key. The last allowed export erases the sealed seed, after which no one,
+//! seed sealed with ChaCha20-Poly1305 (the notifier's [`SealKey`], under a key of its own and
+//! bound to the batch id), so the codes keep the 80-bit unpredictability of a PRF output under
+//! a 256-bit random key. The last allowed export erases the sealed seed, after which no one,
 //! even with the server secret, can recover the batch's codes.
 
 use hmac::{Hmac, Mac};
@@ -29,6 +28,7 @@ use sha2::Sha256;
 
 use super::code::Code;
 use crate::error::{ApiError, ApiResult};
+use crate::notifier::sealed::SealKey;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -38,7 +38,6 @@ const LABEL_SEAL: &[u8] = b"medgate/recharge-cards/seed-seal/v1";
 /// Shortest `auth.hmac_secret` accepted.
 pub const MIN_SECRET_BYTES: usize = 32;
 const JWT_SECRET_FILE: &str = "jwt-secret";
-const TAG_BYTES: usize = 16;
 
 /// A batch's 32-byte random seed.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl Seed {
 pub struct CardKeys {
     hash: HmacSha256,
     derive: HmacSha256,
-    seal: HmacSha256,
+    seal: SealKey,
 }
 
 impl std::fmt::Debug for CardKeys {
@@ -94,7 +93,7 @@ impl CardKeys {
         Ok(CardKeys {
             hash: subkey(secret, LABEL_HASH)?,
             derive: subkey(secret, LABEL_DERIVE)?,
-            seal: subkey(secret, LABEL_SEAL)?,
+            seal: SealKey::from_secret(&subkey(secret, LABEL_SEAL)?.finalize().into_bytes())?,
         })
     }
 
@@ -121,50 +120,16 @@ impl CardKeys {
         Code::from_bytes(&bytes)
     }
 
-    fn pad_and_tag(&self, batch_id: &str, seed: Option<&Seed>) -> ([u8; 32], [u8; TAG_BYTES]) {
-        let mut mac = self.seal.clone();
-        mac.update(b"pad\0");
-        mac.update(batch_id.as_bytes());
-        let mut pad = [0u8; 32];
-        pad.copy_from_slice(&mac.finalize().into_bytes());
-        let mut mac = self.seal.clone();
-        mac.update(b"tag\0");
-        mac.update(batch_id.as_bytes());
-        mac.update(b"\0");
-        if let Some(seed) = seed {
-            mac.update(&seed.0);
-        }
-        let mut tag = [0u8; TAG_BYTES];
-        tag.copy_from_slice(&mac.finalize().into_bytes()[..TAG_BYTES]);
-        (pad, tag)
-    }
-
-    /// The sealed form of `seed` for the batch `batch_id` (hex, 96 characters).
+    /// The sealed form of `seed` for the batch `batch_id`.
     pub fn seal(&self, batch_id: &str, seed: &Seed) -> String {
-        let (pad, tag) = self.pad_and_tag(batch_id, Some(seed));
-        let mut sealed = [0u8; 32];
-        for (out, (s, p)) in sealed.iter_mut().zip(seed.0.iter().zip(pad.iter())) {
-            *out = s ^ p;
-        }
-        format!("{}{}", hex::encode(sealed), hex::encode(tag))
+        self.seal.seal_bound(batch_id, &seed.0)
     }
 
     /// The seed sealed by [`CardKeys::seal`]; None when it was sealed for another batch or
     /// with another secret, or was altered.
     pub fn unseal(&self, batch_id: &str, sealed: &str) -> Option<Seed> {
-        let bytes = hex::decode(sealed).ok()?;
-        if bytes.len() != 32 + TAG_BYTES {
-            return None;
-        }
-        let (pad, _) = self.pad_and_tag(batch_id, None);
-        let mut seed = [0u8; 32];
-        for (out, (s, p)) in seed.iter_mut().zip(bytes[..32].iter().zip(pad.iter())) {
-            *out = s ^ p;
-        }
-        let seed = Seed(seed);
-        let (_, tag) = self.pad_and_tag(batch_id, Some(&seed));
-        // Constant time is not needed: the tag only detects a wrong secret or a damaged row.
-        (tag[..] == bytes[32..]).then_some(seed)
+        let bytes = self.seal.unseal_bound(batch_id, sealed)?;
+        Some(Seed(bytes.try_into().ok()?))
     }
 }
 
@@ -224,7 +189,9 @@ mod tests {
         let k = keys();
         let seed = Seed::random();
         let sealed = k.seal("bat_1", &seed);
-        assert_eq!(sealed.len(), 96);
+        // "v2:" + hex(12-byte nonce, 32-byte seed, 16-byte tag), no plaintext seed in it.
+        assert_eq!(sealed.len(), 3 + 2 * (12 + 32 + 16));
+        assert_ne!(k.seal("bat_1", &seed), sealed, "a fresh nonce each time");
         assert_eq!(k.unseal("bat_1", &sealed), Some(seed.clone()));
         assert_eq!(k.unseal("bat_2", &sealed), None);
         let other = CardKeys::from_secret(b"another server secret of 32 bytes!!!").expect("keys");
