@@ -131,7 +131,9 @@ mod tests {
         ] {
             let sealed = k.seal(text);
             assert!(sealed.starts_with("v2:"));
-            if !text.is_empty() {
+            // A one-byte text's two hex digits occur in random hex by chance,
+            // so only texts long enough to be unmistakable are checked.
+            if text.len() >= 8 {
                 assert!(!sealed.contains(&hex::encode(text)));
             }
             assert_eq!(k.unseal(&sealed).as_deref(), Some(text));
