@@ -53,6 +53,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Keys(#[from] auth::JwtError),
+    #[error("cannot seal the upstream API keys stored in plaintext: {0}")]
+    SealKeys(error::ApiError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -65,6 +67,9 @@ pub async fn open(settings: &Settings, jwt_secret: Option<&str>) -> Result<AppSt
     let keys = JwtKeys::from_settings(settings, jwt_secret)?;
     let store = Store::connect(&settings.effective_database_url()).await?;
     store.migrate().await?;
+    models::seal_plaintext_keys(&store, settings)
+        .await
+        .map_err(StartError::SealKeys)?;
     Ok(AppState::new(store, keys, settings.clone()))
 }
 

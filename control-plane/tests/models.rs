@@ -12,6 +12,8 @@ both_backends!(
     model_crud_round_trip_with_defaults,
     upstream_api_keys_never_appear_in_any_response,
     update_keeps_upstream_keys_by_url,
+    upstream_keys_are_sealed_at_rest_and_bound_to_their_model,
+    plaintext_keys_of_older_rows_are_sealed_at_start,
     model_input_errors_are_422_with_field_names,
     model_names_are_unique_and_unknown_ids_404,
     toggle_flips_enabled_and_reaches_the_snapshot,
@@ -533,4 +535,99 @@ async fn deleting_a_model_removes_its_tenant_configs(stack: Stack) {
     assert!(s.tenant_models.is_empty(), "config went with its model");
     // The alias is free again for a new model name.
     create_model(&stack, "d").await;
+}
+
+/// The stored row of a resource, as JSON text.
+async fn stored_row(stack: &Stack, id: &str) -> String {
+    sqlx::query_scalar("SELECT body FROM resources WHERE id = $1")
+        .bind(id)
+        .fetch_one(stack.state.store().reader())
+        .await
+        .expect("stored row")
+}
+
+async fn upstream_keys_are_sealed_at_rest_and_bound_to_their_model(stack: Stack) {
+    let mid = id(&create_model_with(&stack, full_body("sealed")).await);
+    let row = stored_row(&stack, &mid).await;
+    assert!(!row.contains(SECRET), "plaintext key at rest: {row}");
+    let data: Value = serde_json::from_str(&row).expect("json");
+    let sealed = data["upstreams"][0]["api_key_sealed"]
+        .as_str()
+        .expect("sealed key stored");
+    assert!(sealed.starts_with("v2:"), "{sealed}");
+    assert!(data["upstreams"][0].get("api_key").is_none(), "{row}");
+
+    // A sealed key copied into another model's row does not open there.
+    let other = id(&create_model_with(&stack, model_body("thief")).await);
+    let mut stolen: Value = serde_json::from_str(&stored_row(&stack, &other).await).expect("json");
+    stolen["upstreams"][0]["url"] = json!("https://a.llm.example.com/v1");
+    stolen["upstreams"][0]["api_key_sealed"] = json!(sealed);
+    let mut tx = stack.state.store().begin().await.expect("tx");
+    sqlx::query("UPDATE resources SET body = $1 WHERE id = $2")
+        .bind(stolen.to_string())
+        .bind(&other)
+        .execute(&mut *tx)
+        .await
+        .expect("tamper");
+    medgate_control_plane::store::bump_config_version(&mut tx)
+        .await
+        .expect("bump");
+    tx.commit().await.expect("commit");
+    let s = snapshot(&stack).await;
+    let find = |model: &str| {
+        s.models
+            .iter()
+            .find(|m| m.id == model)
+            .expect("model")
+            .upstreams[0]
+            .api_key
+            .clone()
+    };
+    assert_eq!(find(&mid).as_deref(), Some(SECRET));
+    assert_eq!(
+        find(&other),
+        None,
+        "a key bound to another model never opens"
+    );
+}
+
+async fn plaintext_keys_of_older_rows_are_sealed_at_start(stack: Stack) {
+    // A row as versions before sealing wrote it: the key in plaintext.
+    let mid = id(&create_model_with(&stack, full_body("legacy")).await);
+    let mut data: Value = serde_json::from_str(&stored_row(&stack, &mid).await).expect("json");
+    let upstream = data["upstreams"][0].as_object_mut().expect("upstream");
+    upstream.remove("api_key_sealed");
+    upstream.insert("api_key".into(), json!(SECRET));
+    let mut tx = stack.state.store().begin().await.expect("tx");
+    sqlx::query("UPDATE resources SET body = $1 WHERE id = $2")
+        .bind(data.to_string())
+        .bind(&mid)
+        .execute(&mut *tx)
+        .await
+        .expect("write legacy row");
+    tx.commit().await.expect("commit");
+    // Still served as it is...
+    assert!(stored_row(&stack, &mid).await.contains(SECRET));
+    let r = stack
+        .admin()
+        .get(&format!("/api/models/{mid}"))
+        .await
+        .expect(200);
+    assert_eq!(r.json["upstreams"][0]["has_api_key"], true);
+
+    // ...and sealed by the start-up upgrade, once.
+    let settings = stack.state.settings();
+    let store = stack.state.store();
+    let n = medgate_control_plane::models::seal_plaintext_keys(store, settings)
+        .await
+        .expect("upgrade");
+    assert_eq!(n, 1);
+    assert!(!stored_row(&stack, &mid).await.contains(SECRET));
+    let again = medgate_control_plane::models::seal_plaintext_keys(store, settings)
+        .await
+        .expect("upgrade");
+    assert_eq!(again, 0, "nothing left to seal");
+    let s = snapshot(&stack).await;
+    let entry = s.models.iter().find(|m| m.id == mid).expect("model");
+    assert_eq!(entry.upstreams[0].api_key.as_deref(), Some(SECRET));
 }

@@ -150,11 +150,13 @@ fn upstreams(inputs: Vec<UpstreamInput>, current: Option<&[Upstream]>) -> ApiRes
                 format!("must be between 0 and {MAX_WEIGHT}"),
             ));
         }
-        let api_key = match u.api_key {
-            Some(key) => key,
+        // Omitted: the key stored for the same URL, as stored (sealed).
+        let (api_key, api_key_sealed) = match u.api_key {
+            Some(key) => (key, None),
             None => current
                 .and_then(|c| c.iter().find(|o| o.url == u.url))
-                .and_then(|o| o.api_key.clone()),
+                .map(|o| (o.api_key.clone(), o.api_key_sealed.clone()))
+                .unwrap_or_default(),
         };
         if let Some(key) = &api_key {
             validate::text(&field("api_key"), key, 1, 4096)?;
@@ -186,6 +188,7 @@ fn upstreams(inputs: Vec<UpstreamInput>, current: Option<&[Upstream]>) -> ApiRes
             url: u.url,
             weight,
             api_key,
+            api_key_sealed,
             pool: u.pool,
             max_concurrency: u.max_concurrency,
             ca_pem: u.ca_pem,

@@ -2,14 +2,16 @@
 //! gateway forwards it.
 
 use async_trait::async_trait;
-use medgate_config::{ModelEntry, UpstreamEntry};
+use medgate_config::{ModelEntry, Settings, UpstreamEntry};
 use serde::{Deserialize, Serialize};
 
 use super::input::ModelInput;
 use super::parameters::ParameterRules;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::notifier::sealed::SealKey;
 use crate::resource::{Crud, Resource, Scope};
+use crate::state::AppState;
 use crate::store::{resources, Tx};
 use crate::tenant_models::TenantModel;
 
@@ -58,12 +60,18 @@ impl Provider {
     }
 }
 
-/// One upstream endpoint as stored, with its credential.
+/// One upstream endpoint as stored, with its credential sealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Upstream {
     pub url: String,
     pub weight: u32,
+    /// A key in plaintext: only between a request body and [`Model::seal_upstream_keys`] (and
+    /// in rows written before keys were sealed, which the control plane seals at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// The key sealed with the server's [`SealKey`], bound to the model and this URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_sealed: Option<String>,
     /// Dedicated pool the upstream belongs to; None: the shared pool.
     #[serde(default)]
     pub pool: Option<String>,
@@ -141,9 +149,56 @@ pub struct UpstreamView {
     pub ca_pem: Option<String>,
 }
 
+impl Upstream {
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some() || self.api_key_sealed.is_some()
+    }
+}
+
+/// What a sealed upstream key is bound to: copied to another model or URL, it does not open.
+fn key_context(model_id: &str, url: &str) -> String {
+    format!("model-upstream-key\0{model_id}\0{url}")
+}
+
 impl Model {
-    /// The model as the data plane needs it, credentials included.
-    pub fn snapshot_entry(&self) -> ModelEntry {
+    /// Whether an upstream holds a key in plaintext, which must be sealed before it is stored.
+    pub fn has_plaintext_keys(&self) -> bool {
+        self.upstreams.iter().any(|u| u.api_key.is_some())
+    }
+
+    /// Seals every plaintext upstream key (503 when the server has no secret to seal with).
+    pub fn seal_upstream_keys(&mut self, settings: &Settings) -> ApiResult<()> {
+        if !self.has_plaintext_keys() {
+            return Ok(());
+        }
+        let seal = SealKey::from_settings(settings, "an upstream API key")?;
+        for upstream in &mut self.upstreams {
+            if let Some(plain) = upstream.api_key.take() {
+                let context = key_context(&self.id, &upstream.url);
+                upstream.api_key_sealed = Some(seal.seal_bound(&context, plain.as_bytes()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The plaintext of an upstream's key. A key that cannot be unsealed (the server secret
+    /// changed) is left out with a warning: the upstream then gets requests without one.
+    fn upstream_key(&self, upstream: &Upstream, seal: Option<&SealKey>) -> Option<String> {
+        if let Some(plain) = &upstream.api_key {
+            return Some(plain.clone());
+        }
+        let sealed = upstream.api_key_sealed.as_deref()?;
+        let opened = seal
+            .and_then(|k| k.unseal_bound(&key_context(&self.id, &upstream.url), sealed))
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        if opened.is_none() {
+            tracing::warn!(model = %self.name, url = %upstream.url, "the upstream API key cannot be unsealed with this server secret; set it again");
+        }
+        opened
+    }
+
+    /// The model as the data plane needs it, credentials unsealed with `seal`.
+    pub fn snapshot_entry(&self, seal: Option<&SealKey>) -> ModelEntry {
         ModelEntry {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -155,7 +210,7 @@ impl Model {
                 .map(|u| UpstreamEntry {
                     url: u.url.clone(),
                     weight: u.weight,
-                    api_key: u.api_key.clone(),
+                    api_key: self.upstream_key(u, seal),
                     pool: u.pool.clone(),
                     max_concurrency: u.max_concurrency,
                     ca_pem: u.ca_pem.clone(),
@@ -208,6 +263,10 @@ impl Crud for Model {
         Ok(())
     }
 
+    fn seal_secrets(&mut self, state: &AppState) -> ApiResult<()> {
+        self.seal_upstream_keys(state.settings())
+    }
+
     fn view(&self) -> ModelView {
         ModelView {
             id: self.id.clone(),
@@ -220,7 +279,7 @@ impl Crud for Model {
                 .map(|u| UpstreamView {
                     url: u.url.clone(),
                     weight: u.weight,
-                    has_api_key: u.api_key.is_some(),
+                    has_api_key: u.has_api_key(),
                     pool: u.pool.clone(),
                     max_concurrency: u.max_concurrency,
                     ca_pem: u.ca_pem.clone(),

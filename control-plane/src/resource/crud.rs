@@ -49,6 +49,12 @@ pub trait Crud: Resource {
     /// The API representation.
     fn view(&self) -> Self::View;
 
+    /// Seals the secrets a create or update body carried, after [`Crud::build`] or
+    /// [`Crud::apply`] and before the value is stored; by default nothing.
+    fn seal_secrets(&mut self, _state: &AppState) -> ApiResult<()> {
+        Ok(())
+    }
+
     /// Checks references to other resources inside the write transaction.
     async fn check_references(&self, _tx: &mut Tx) -> ApiResult<()> {
         Ok(())
@@ -142,6 +148,7 @@ async fn create_handler<T: Crud>(
 ) -> ApiResult<Response> {
     T::fill_defaults(&mut input, &state).await?;
     let mut value = T::build(store::new_id(T::ID_PREFIX), input, &principal)?;
+    value.seal_secrets(&state)?;
     if T::SCOPE == Scope::Tenant {
         match value.tenant_id().map(str::to_owned) {
             Some(tenant) => {
@@ -182,6 +189,7 @@ async fn update_handler<T: Crud>(
     let mut tx = state.store().begin().await?;
     let mut stored = visible(&principal, load_tx::<T>(&mut tx, &id).await?, &id)?;
     stored.value.apply(input)?;
+    stored.value.seal_secrets(&state)?;
     stored.value.check_references(&mut tx).await?;
     replace(&mut tx, &mut stored).await?;
     tx.commit().await?;

@@ -26,8 +26,8 @@ use crate::tenants::{IsolationPolicy, Tenant, TenantPlan};
 /// Compiles the store into a snapshot. Reads the version before and after and retries when a
 /// write slipped in between, so the content always matches the version it carries.
 ///
-/// `seal` opens the private keys of domain certificates; without it (no server secret) the
-/// snapshot carries no certificates.
+/// `seal` opens the private keys of domain certificates and the upstream API keys; without it
+/// (no server secret) the snapshot carries neither.
 pub async fn compile(store: &Store, seal: Option<&SealKey>) -> ApiResult<Snapshot> {
     loop {
         let version = store.config_version().await?;
@@ -88,7 +88,7 @@ pub async fn compile(store: &Store, seal: Option<&SealKey>) -> ApiResult<Snapsho
             models
                 .iter()
                 .map(|m| {
-                    let mut entry = m.snapshot_entry();
+                    let mut entry = m.snapshot_entry(seal);
                     entry.rates = rates.remove(&m.id).unwrap_or_default();
                     entry
                 })
