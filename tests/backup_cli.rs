@@ -309,14 +309,15 @@ async fn postgres_backup_now_and_restore_round_trip() {
         return;
     }
     // A fresh database of its own (dropped with the stack).
-    let Some(stack) = Stack::start_postgres_or_skip(test).await else {
+    let Some(mut stack) = Stack::start_postgres_or_skip(test).await else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let dd = dir.path().join("data");
     let dd = dd.to_str().expect("utf8");
     let backups = dir.path().join("backups");
-    let env = [("MEDGATE_DATABASE_URL", stack.database_url.as_str())];
+    let database_url = stack.database_url.clone();
+    let env = [("MEDGATE_DATABASE_URL", database_url.as_str())];
     let admin = stack.admin();
     let kept = stack.create_active_tenant("pg-kept").await["id"]
         .as_str()
@@ -347,39 +348,40 @@ async fn postgres_backup_now_and_restore_round_trip() {
         .expect("id")
         .to_owned();
 
-    // A dump that is not ours is refused before anything changes.
-    let junk = dir.path().join("junk.dump");
-    std::fs::write(&junk, "PGDMP but not really").expect("write");
-    let out = medgate(
-        &[
-            "backup",
-            "restore",
-            junk.to_str().expect("utf8"),
-            "--yes",
-            "--data-dir",
-            dd,
-        ],
-        &env,
-    )
-    .await;
+    let restore = |file: PathBuf| async move {
+        medgate(
+            &[
+                "backup",
+                "restore",
+                file.to_str().expect("utf8"),
+                "--yes",
+                "--data-dir",
+                dd,
+            ],
+            &env,
+        )
+        .await
+    };
+
+    // While a control plane serves the database, a restore is refused and changes nothing.
+    let out = restore(file.clone()).await;
     assert!(!out.status.success());
+    assert!(stderr(&out).contains("in use by"), "{}", stderr(&out));
     admin
         .get(&format!("/api/tenants/{later}"))
         .await
         .expect(200);
+    stack.stop_serving().await;
 
-    let out = medgate(
-        &[
-            "backup",
-            "restore",
-            file.to_str().expect("utf8"),
-            "--yes",
-            "--data-dir",
-            dd,
-        ],
-        &env,
-    )
-    .await;
+    // A dump that is not ours is refused before anything changes.
+    let junk = dir.path().join("junk.dump");
+    std::fs::write(&junk, "PGDMP but not really").expect("write");
+    let out = restore(junk).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot be read"), "{}", stderr(&out));
+    assert!(pg_has_row(&stack, &later).await);
+
+    let out = restore(file).await;
     assert!(out.status.success(), "restore: {}", stderr(&out));
     assert!(stdout(&out).contains("kept as"), "{}", stdout(&out));
     let kept_dumps = std::fs::read_dir(&backups)
@@ -393,10 +395,20 @@ async fn postgres_backup_now_and_restore_round_trip() {
         })
         .count();
     assert_eq!(kept_dumps, 1, "the replaced database is kept as a dump");
+    assert!(pg_has_row(&stack, &kept).await);
+    assert!(!pg_has_row(&stack, &later).await);
+}
 
-    admin.get(&format!("/api/tenants/{kept}")).await.expect(200);
-    admin
-        .get(&format!("/api/tenants/{later}"))
+/// Whether the stack's PostgreSQL database holds resource `id`.
+async fn pg_has_row(stack: &Stack, id: &str) -> bool {
+    let pool = sqlx::PgPool::connect(&stack.database_url)
         .await
-        .expect(404);
+        .expect("connect");
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM resources WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .expect("query");
+    pool.close().await;
+    n == 1
 }

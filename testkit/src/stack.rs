@@ -28,6 +28,7 @@ pub struct Stack {
     pub keys: JwtKeys,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
     pg_database: Option<(String, String)>,
 }
 
@@ -120,7 +121,7 @@ impl Stack {
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
         let serve_state = state.clone();
-        tokio::spawn(async move {
+        let serving = tokio::spawn(async move {
             let _ = medgate_control_plane::serve(serve_state, listener, async {
                 let _ = rx.await;
             })
@@ -134,8 +135,21 @@ impl Stack {
             keys: JwtKeys::hs256(TEST_JWT_SECRET.as_bytes(), "medgate"),
             data_dir,
             shutdown: Some(tx),
+            serving: Some(serving),
             pg_database,
         }
+    }
+
+    /// Stops the control plane the way it stops cleanly (API drained, job leases released,
+    /// connections closed); the database stays until the stack is dropped.
+    pub async fn stop_serving(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.await;
+        }
+        self.state.store().close().await;
     }
 
     /// A token for `role` (tenant roles need `tenant`).

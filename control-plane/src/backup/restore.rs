@@ -243,6 +243,47 @@ async fn check_medgate_db(path: &Path) -> Result<Option<i64>, String> {
     result
 }
 
+/// Refuses while medgate processes (control planes, other commands) have sessions open on
+/// the database: a restore under a running control plane would leave it serving from
+/// caches the restore just invalidated. Sessions of a killed process end with it.
+async fn refuse_while_in_use(database_url: &str) -> Result<(), String> {
+    let mut conn = sqlx::PgConnection::connect(database_url)
+        .await
+        .map_err(|e| format!("connecting to the database: {e}"))?;
+    // Sessions that are closing (this command's own pool, a control plane that just stopped)
+    // leave `pg_stat_activity` a moment after their clients hang up: give them 2 s.
+    let mut clients = Vec::new();
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        clients = sqlx::query_scalar::<_, String>(
+            "SELECT COALESCE(host(client_addr), 'a local socket') FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = $1 \
+               AND pid <> pg_backend_pid()",
+        )
+        .bind(crate::store::PG_APPLICATION_NAME)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(|e| format!("listing the database's sessions: {e}"))?;
+        if clients.is_empty() {
+            break;
+        }
+    }
+    let _ = conn.close().await;
+    if clients.is_empty() {
+        return Ok(());
+    }
+    let sessions = clients.len();
+    clients.sort();
+    clients.dedup();
+    Err(format!(
+        "the database is in use by {sessions} medgate session(s) from {}: stop every control \
+         plane (`medgate serve`, `medgate control-plane`) first",
+        clients.join(", ")
+    ))
+}
+
 /// Restores the `pg_dump --format=custom` archive `file` into the PostgreSQL database at
 /// `database_url`, after dumping the current database into `keep_dir`.
 pub async fn restore_postgres(
@@ -266,6 +307,7 @@ pub async fn restore_postgres(
             ))
         }
     }
+    refuse_while_in_use(database_url).await?;
     let pg_restore = pg_tool(settings, "pg_restore");
     let file_arg = file
         .to_str()

@@ -45,6 +45,19 @@ pub enum StoreError {
     UnsupportedUrl,
 }
 
+/// The `application_name` of medgate's PostgreSQL sessions (unless the URL names another):
+/// how a restore finds control planes still using the database.
+pub const PG_APPLICATION_NAME: &str = "medgate";
+
+/// `url` with `application_name` set, unless it sets one.
+fn with_application_name(url: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={PG_APPLICATION_NAME}")
+}
+
 impl Store {
     /// Opens the database behind `url`. Does not run migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -56,7 +69,10 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
-        let options = AnyConnectOptions::from_str(url)?;
+        let options = match backend {
+            Backend::Sqlite => AnyConnectOptions::from_str(url)?,
+            Backend::Postgres => AnyConnectOptions::from_str(&with_application_name(url))?,
+        };
         let store = match backend {
             Backend::Sqlite => {
                 let write = sqlite_pool(1).connect_with(options.clone()).await?;
@@ -122,9 +138,19 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Closes every connection of both pools.
     pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
+        for pool in [&self.read, &self.write] {
+            // A connection handed back while `close` runs can stay idle in the closed pool
+            // (sqlx 0.8 closes only what is idle when it looks); closing again closes it.
+            for _ in 0..10 {
+                pool.close().await;
+                if pool.size() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// The current snapshot version.
