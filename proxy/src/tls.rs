@@ -169,11 +169,13 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The listener settings: certificates from `resolver`, HTTP/1.1 (as on the plain listener).
+/// The listener settings: certificates from `resolver`; HTTP/2 or HTTP/1.1, as the client
+/// offers in ALPN (HTTP/2 first).
 pub fn listener_settings(resolver: Arc<SniResolver>) -> pingora::Result<TlsSettings> {
     // The paths are ignored once a resolver is set (pingora-core's rustls `TlsSettings::build`).
     let mut settings = TlsSettings::intermediate("", "")?;
     settings.set_cert_resolver(resolver);
+    settings.enable_h2();
     Ok(settings)
 }
 

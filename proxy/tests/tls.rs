@@ -240,6 +240,7 @@ fn options(dir: &tempfile::TempDir, file: &Path, default: &Issued) -> ProxyOptio
         grace_period_secs: 1,
         redis_url: None,
         redis_timeout: Duration::from_secs(2),
+        spool: Default::default(),
         tls: Some(TlsListenerMaterial {
             listen: format!("127.0.0.1:{}", free_port()).parse().expect("addr"),
             chain_pem: default.cert_pem.clone(),
@@ -398,6 +399,61 @@ async fn plain_http_is_redirected_to_https_on_routes_that_ask() {
     let body: Value = reply.json().await.expect("json");
     assert_eq!(body["path"], "/app/records?page=2");
     assert_eq!(body["proto"], "https");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_speaks_http2_and_http1_as_the_client_offers() {
+    let ca = TestCa::new("medgate test CA");
+    let default = ca.issue(&["gateway.test"]);
+    let a = ca.issue(&["a.test"]);
+    let target = backend().await;
+    let f = start(
+        &default,
+        json!([domain("a.test", &a)]),
+        json!([route("app", "/app", json!({ "url": target }))]),
+    )
+    .await;
+    let port = f.https.port();
+    let url = format!("https://a.test:{port}/app/records?page=2");
+
+    // A client offering h2 in ALPN gets HTTP/2; the HTTP/1.1 target sees the same request.
+    let reply = https_client(&ca, "a.test", f.https)
+        .get(&url)
+        .send()
+        .await
+        .expect("sent over TLS");
+    assert_eq!(reply.version(), reqwest::Version::HTTP_2);
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().await.expect("json");
+    assert_eq!(body["path"], "/app/records?page=2");
+    assert_eq!(body["proto"], "https");
+
+    // Several requests share one HTTP/2 connection concurrently.
+    let client = https_client(&ca, "a.test", f.https);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let request = client.get(format!("https://a.test:{port}/app/{i}"));
+            tokio::spawn(async move { (i, request.send().await) })
+        })
+        .collect();
+    for task in tasks {
+        let (i, reply) = task.await.expect("task");
+        let reply = reply.expect("sent");
+        assert_eq!(reply.version(), reqwest::Version::HTTP_2);
+        let body: Value = reply.json().await.expect("json");
+        assert_eq!(body["path"], format!("/app/{i}"));
+    }
+
+    // A client offering only HTTP/1.1 gets HTTP/1.1.
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA"))
+        .resolve("a.test", f.https)
+        .http1_only()
+        .build()
+        .expect("client");
+    let reply = http1.get(&url).send().await.expect("sent over TLS");
+    assert_eq!(reply.version(), reqwest::Version::HTTP_11);
+    assert_eq!(reply.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
