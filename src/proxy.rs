@@ -43,6 +43,7 @@ fn options(settings: &Settings, source: ConfigSource) -> anyhow::Result<ProxyOpt
         grace_period_secs: settings.proxy.grace_period_secs,
         redis_url: settings.redis_url.clone(),
         redis_timeout: Duration::from_millis(settings.proxy.redis_timeout_ms.max(1)),
+        spool: settings.proxy.spool,
         tls: settings.proxy.tls.load()?,
     })
 }

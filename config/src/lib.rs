@@ -31,7 +31,7 @@ pub use routing::{
     DomainCertificate, DomainEntry, HealthCheck, LoadBalancing, RouteEntry, RouteMatch,
     RouteTarget, RouteTimeouts, RoutingError,
 };
-pub use settings::{ProxyTlsSettings, Settings, SettingsError, TlsListenerMaterial};
+pub use settings::{ProxyTlsSettings, Settings, SettingsError, SpoolSettings, TlsListenerMaterial};
 pub use snapshot::{
     ApiKeyEntry, GatewayEntry, IsolationEntry, KeySecret, ModelEntry, OnViolation, ParameterRule,
     PlanQuotas, Snapshot, SnapshotError, TenantEntry, TenantModelEntry, TenantStatus,

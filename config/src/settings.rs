@@ -4,9 +4,10 @@
 //! finally explicit command-line flags (applied by the binary).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Everything a medgate process needs to start.
@@ -40,6 +41,11 @@ pub struct ApiSettings {
     /// `http://127.0.0.1:8089` (tests, or checks through an internal egress proxy). The
     /// `Host` header still names the domain.
     pub domain_http_check_url: Option<String>,
+    /// Peers whose `X-Forwarded-For` is believed (IP addresses or CIDRs), besides loopback:
+    /// the proxies and load balancers in front of the API. The client's address (audit
+    /// entries, recharge attempt limits) is the right-most forwarded address that is not one
+    /// of them.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The data plane.
@@ -61,6 +67,31 @@ pub struct ProxySettings {
     pub node_token: Option<String>,
     /// The HTTPS listener; none unless `tls.listen` is set.
     pub tls: ProxyTlsSettings,
+    /// Rotation of the usage and access-log spools in static mode.
+    pub spool: SpoolSettings,
+}
+
+/// In static mode (no control plane) the proxy's usage events and access-log entries end up
+/// in its spool files (`usage-spool.jsonl`, `access-log-spool.jsonl` in the data directory),
+/// which are rotated by size. With a control plane the spools only hold what awaits delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSettings {
+    /// A spool file is rotated (renamed `<name>.<UTC time>.jsonl`) once it reaches this size,
+    /// 1 to 65536 MiB.
+    pub max_file_mb: u64,
+    /// Rotated files kept per spool, the newest; older ones are deleted. 0 keeps them all
+    /// (ship them elsewhere before the disk fills).
+    pub keep_files: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        Self {
+            max_file_mb: 64,
+            keep_files: 10,
+        }
+    }
 }
 
 /// The proxy's HTTPS listener. Custom domains' certificates come with the snapshot and are
@@ -173,6 +204,7 @@ impl Default for ApiSettings {
             public_url: None,
             dns_resolver: None,
             domain_http_check_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -187,6 +219,7 @@ impl Default for ProxySettings {
             control_plane_url: None,
             node_token: None,
             tls: ProxyTlsSettings::default(),
+            spool: SpoolSettings::default(),
         }
     }
 }
@@ -232,6 +265,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MEDGATE_API_PUBLIC_URL", "api.public_url"),
     ("MEDGATE_DNS_RESOLVER", "api.dns_resolver"),
     ("MEDGATE_DOMAIN_HTTP_CHECK_URL", "api.domain_http_check_url"),
+    (
+        "MEDGATE_TRUSTED_PROXIES",
+        "api.trusted_proxies (comma-separated)",
+    ),
     ("MEDGATE_PROXY_LISTEN", "proxy.listen"),
     ("MEDGATE_PROXY_THREADS", "proxy.threads"),
     ("MEDGATE_CONTROL_PLANE_URL", "proxy.control_plane_url"),
@@ -247,6 +284,23 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("MEDGATE_JWT_ISSUER", "auth.jwt_issuer"),
     ("MEDGATE_HMAC_SECRET", "auth.hmac_secret"),
 ];
+
+/// An IP address (a one-address network) or a CIDR.
+fn parse_network(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl ApiSettings {
+    /// `trusted_proxies` parsed (entries that do not parse are refused at load).
+    pub fn trusted_proxy_networks(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|entry| parse_network(entry))
+            .collect()
+    }
+}
 
 impl Settings {
     /// Loads the YAML file (if any), then applies the process environment.
@@ -308,6 +362,14 @@ impl Settings {
         }
         if let Some(v) = get("MEDGATE_DOMAIN_HTTP_CHECK_URL") {
             self.api.domain_http_check_url = Some(v);
+        }
+        if let Some(v) = get("MEDGATE_TRUSTED_PROXIES") {
+            self.api.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         if let Some(v) = get("MEDGATE_PROXY_LISTEN") {
             self.proxy.listen = parse_env("MEDGATE_PROXY_LISTEN", &v)?;
@@ -397,6 +459,14 @@ impl Settings {
                 )))
             }
         }
+        for entry in &self.api.trusted_proxies {
+            if parse_network(entry).is_none() {
+                return Err(SettingsError::Invalid(format!(
+                    "api.trusted_proxies: {entry:?} is neither an IP address nor a CIDR \
+                     (e.g. 10.0.0.0/8)"
+                )));
+            }
+        }
         if !(1..=64).contains(&self.proxy.threads) {
             return Err(SettingsError::Invalid(
                 "proxy.threads must be between 1 and 64".into(),
@@ -413,6 +483,11 @@ impl Settings {
                         .into(),
                 ));
             }
+        }
+        if !(1..=65_536).contains(&self.proxy.spool.max_file_mb) {
+            return Err(SettingsError::Invalid(
+                "proxy.spool.max_file_mb must be between 1 and 65536".into(),
+            ));
         }
         self.proxy.tls.validate()?;
         if self.proxy.tls.listen.is_some() && self.proxy.tls.listen == Some(self.proxy.listen) {
@@ -535,6 +610,28 @@ mod tests {
         std::fs::write(&file, "databse_url: sqlite://typo.db\n").expect("write");
         let err = Settings::load_with_env(Some(&file), &env(&[])).expect_err("typo refused");
         assert!(err.to_string().contains("databse_url"), "{err}");
+    }
+
+    #[test]
+    fn spool_rotation_is_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("medgate.yaml");
+        std::fs::write(
+            &file,
+            "proxy:\n  spool:\n    max_file_mb: 8\n    keep_files: 0\n",
+        )
+        .expect("write");
+        let settings = Settings::load_with_env(Some(&file), &env(&[])).expect("valid");
+        assert_eq!(
+            settings.proxy.spool,
+            SpoolSettings {
+                max_file_mb: 8,
+                keep_files: 0
+            }
+        );
+        std::fs::write(&file, "proxy:\n  spool:\n    max_file_mb: 0\n").expect("write");
+        let err = Settings::load_with_env(Some(&file), &env(&[])).expect_err("zero size");
+        assert!(err.to_string().contains("proxy.spool.max_file_mb"), "{err}");
     }
 
     #[test]

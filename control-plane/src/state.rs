@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use ipnet::IpNet;
 use medgate_config::Settings;
 use serde_json::Value;
 
@@ -25,6 +26,7 @@ struct Inner {
     openapi: OnceLock<Arc<Value>>,
     started: Instant,
     metrics: ApiMetrics,
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl AppState {
@@ -33,6 +35,7 @@ impl AppState {
         let seal = crate::notifier::sealed::SealKey::from_settings(&settings, "").ok();
         let snapshots = SnapshotHub::new(store.clone(), seal);
         let changes = Watermarks::new(store.clone());
+        let trusted_proxies = settings.api.trusted_proxy_networks();
         Self(Arc::new(Inner {
             changes,
             store,
@@ -42,6 +45,7 @@ impl AppState {
             openapi: OnceLock::new(),
             started: Instant::now(),
             metrics: ApiMetrics::new(),
+            trusted_proxies,
         }))
     }
 
@@ -64,6 +68,11 @@ impl AppState {
     /// The config version and balance feed sequence, shared by the long-polls.
     pub fn changes(&self) -> &Watermarks {
         &self.0.changes
+    }
+
+    /// Peers whose `X-Forwarded-For` is believed, besides loopback (`api.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.0.trusted_proxies
     }
 
     pub fn metrics(&self) -> &ApiMetrics {

@@ -12,6 +12,7 @@ both_backends!(
     audit_log_is_append_only_in_the_database,
     audit_queries_filter_and_export,
     concurrent_appends_keep_the_chain_intact,
+    the_source_ip_is_the_client_a_trusted_proxy_forwarded,
 );
 
 async fn count(stack: &Stack) -> u64 {
@@ -270,4 +271,27 @@ async fn concurrent_appends_keep_the_chain_intact(stack: Stack) {
     let report = audit::verify(stack.state.store()).await.expect("verify");
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.checked, 40);
+}
+
+/// The built-in proxy (loopback here) forwards the client's address; the audit entry names
+/// the client, not the proxy. What the client itself wrote into the header is not believed.
+async fn the_source_ip_is_the_client_a_trusted_proxy_forwarded(stack: Stack) {
+    let token = stack.token(Role::PlatformAdmin, None);
+    let reply = reqwest::Client::new()
+        .post(format!("{}/api/tenants", stack.base_url))
+        .bearer_auth(token)
+        .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+        .json(&json!({ "name": "Fwd", "code": "fwd" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(reply.status(), 201);
+    let r = stack
+        .admin()
+        .get("/api/audit-logs?page_size=1")
+        .await
+        .expect(200);
+    let entry = &r.json["items"][0];
+    assert_eq!(entry["action"], "tenants.create");
+    assert_eq!(entry["source_ip"], "203.0.113.9");
 }

@@ -203,7 +203,8 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("x-forwarded-for", addr.ip().to_string())?;
+            let forwarded = forwarded_for(upstream, addr.ip());
+            upstream.insert_header("x-forwarded-for", forwarded)?;
         }
         let proto = if crate::tls::is_tls(session) {
             "https"
@@ -392,4 +393,22 @@ pub async fn write_error(session: &mut Session, request_id: &str, error: &Gatewa
     {
         let _ = session.write_response_body(Some(body), true).await;
     }
+}
+
+/// `X-Forwarded-For` as the next hop gets it: what came in (every such header, in order),
+/// then the peer, as nginx's `$proxy_add_x_forwarded_for` does. Whoever reads it takes the
+/// right-most address it does not trust, so a client's own entries mislead no one.
+fn forwarded_for(request: &RequestHeader, peer: std::net::IpAddr) -> String {
+    let mut chain = String::new();
+    for value in request.headers.get_all("x-forwarded-for") {
+        if let Ok(text) = value.to_str() {
+            let text = text.trim();
+            if !text.is_empty() {
+                chain.push_str(text);
+                chain.push_str(", ");
+            }
+        }
+    }
+    chain.push_str(&peer.to_string());
+    chain
 }

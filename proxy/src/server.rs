@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use medgate_config::tls::ServerCertificate;
-use medgate_config::{TlsListenerMaterial, UsageEvent};
+use medgate_config::{SpoolSettings, TlsListenerMaterial, UsageEvent};
 use pingora::connectors::http::Connector;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -27,7 +27,7 @@ use crate::protection::clock::SystemClock;
 use crate::protection::limit::RedisLimitStore;
 use crate::protection::Protection;
 use crate::shared::Shared;
-use crate::sink::{self, EventSink, Overflow, SinkConfig, SinkEvent};
+use crate::sink::{self, EventSink, Overflow, Rotation, SinkConfig, SinkEvent};
 use crate::tls::SniResolver;
 
 /// How to run the proxy.
@@ -48,6 +48,8 @@ pub struct ProxyOptions {
     pub redis_timeout: Duration,
     /// The HTTPS listener and its default certificate; None: plain HTTP only.
     pub tls: Option<TlsListenerMaterial>,
+    /// Rotation of the usage and access-log spools in static mode.
+    pub spool: SpoolSettings,
 }
 
 /// Where the snapshot comes from.
@@ -157,6 +159,11 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         ),
         ConfigSource::StaticFile(_) => (None, None),
     };
+    // In static mode the spools are where events end up: rotated, not replayed.
+    let rotation = control_planes.is_none().then_some(Rotation {
+        max_bytes: options.spool.max_file_mb.saturating_mul(1024 * 1024),
+        keep: options.spool.keep_files,
+    });
     let usage_config = SinkConfig {
         control_plane: control_planes.clone(),
         node_token: node_token.clone(),
@@ -164,6 +171,7 @@ pub fn start(options: ProxyOptions) -> std::io::Result<ProxyHandle> {
         batch_size: 500,
         flush_interval: Duration::from_millis(200),
         overflow: Overflow::Spool,
+        rotation,
     };
     // Access logs: their own queue and spool, and dropped rather than spooled on the request
     // path when the queue is full (usage is billed; a log line is not worth a disk write there).

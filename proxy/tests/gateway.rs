@@ -94,6 +94,7 @@ async fn start() -> Fixture {
         grace_period_secs: 1,
         redis_url: None,
         redis_timeout: Duration::from_secs(2),
+        spool: Default::default(),
         tls: None,
     })
     .expect("proxy starts");

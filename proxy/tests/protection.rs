@@ -93,6 +93,7 @@ async fn start(config: &Value, redis_url: Option<String>) -> Proxy {
         grace_period_secs: 1,
         redis_url,
         redis_timeout: Duration::from_secs(2),
+        spool: Default::default(),
         tls: None,
     })
     .expect("proxy starts");

@@ -54,6 +54,7 @@ async fn echo(State(s): State<BackendState>, req: Request) -> axum::response::Re
         "host": header("host"),
         "authorization": header("authorization"),
         "tenant": header("x-medgate-tenant-id"),
+        "forwarded_for": header("x-forwarded-for"),
     }))
     .into_response()
 }
@@ -198,6 +199,7 @@ async fn start() -> Fixture {
         grace_period_secs: 1,
         redis_url: None,
         redis_timeout: Duration::from_secs(2),
+        spool: Default::default(),
         tls: None,
     })
     .expect("proxy starts");
@@ -246,6 +248,18 @@ async fn routes_match_by_prefix_host_method_and_header() {
         body["host"],
         json!(f.a.url.trim_start_matches("http://")),
         "Host names the target"
+    );
+    assert_eq!(body["forwarded_for"], "127.0.0.1", "the client's address");
+    let (_, body) = call(
+        &f,
+        "GET",
+        "/svc/items/7",
+        &[("x-forwarded-for", "203.0.113.9")],
+    )
+    .await;
+    assert_eq!(
+        body["forwarded_for"], "203.0.113.9, 127.0.0.1",
+        "the peer is appended to what came in"
     );
     let (_, body) = call(&f, "GET", "/svc", &[]).await;
     assert_eq!(body["path"], "/base/");

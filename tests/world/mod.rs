@@ -158,6 +158,7 @@ pub async fn world() -> World {
         grace_period_secs: 1,
         redis_url: None,
         redis_timeout: Duration::from_secs(2),
+        spool: Default::default(),
         tls: None,
     })
     .expect("proxy");

@@ -2,11 +2,10 @@
 //! write one audit entry for every mutating call, whether it succeeded or failed, and count
 //! the call in the API's Prometheus metrics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -64,10 +63,8 @@ pub(super) async fn guard(
 
 async fn guarded(state: &AppState, endpoint: &Endpoint, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let source_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let source_ip =
+        super::client_ip::of_request(&parts, state.trusted_proxies()).map(|ip| ip.to_string());
     let params: Vec<(String, String)> = RawPathParams::from_request_parts(&mut parts, &())
         .await
         .map(|p| {

@@ -2,6 +2,7 @@
 //! metadata. [`ApiBuilder::add`] registers the handler with axum, wraps it in the guard
 //! (authentication, role check, audit of mutations) and records it for the OpenAPI document.
 
+pub mod client_ip;
 pub mod docs;
 mod endpoint;
 pub mod extract;
@@ -17,6 +18,7 @@ use axum::handler::Handler;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
+pub use client_ip::ClientIp;
 pub use endpoint::{schema_of, Endpoint};
 pub use guard::AuditTarget;
 

@@ -9,7 +9,6 @@
 //! Nothing is lost on a graceful stop: the sink drains its queue into a last delivery attempt
 //! and spools whatever could not be delivered.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +20,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::control_plane::ControlPlanes;
+
+mod spool;
+
+pub use spool::Rotation;
 
 /// Something the data plane reports in batches of `{"events": [...]}`.
 pub trait SinkEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -76,6 +79,9 @@ pub struct SinkConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
     pub overflow: Overflow,
+    /// Rotation of the spool when it is where events end up (static mode); None: one file,
+    /// replayed to the control plane and removed.
+    pub rotation: Option<Rotation>,
 }
 
 /// The request path's handle: never blocks.
@@ -109,7 +115,7 @@ impl<E: SinkEvent> EventSender<E> {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            if let Err(e) = append_spool(&self.spool_path, std::slice::from_ref(&event)) {
+            if let Err(e) = spool::append(&self.spool_path, std::slice::from_ref(&event)) {
                 tracing::error!(error = %e, request_id = %event.request_id(), "{} could not be spooled", E::NAME);
             }
         }
@@ -236,8 +242,13 @@ impl<E: SinkEvent> EventSink<E> {
                 if self.config.control_plane.is_some() {
                     tracing::warn!(error = %e, events = events.len(), "control plane unreachable; spooling {}", E::PLURAL);
                 }
-                if let Err(e) = append_spool(&self.config.spool_path, &events) {
+                if let Err(e) = spool::append(&self.config.spool_path, &events) {
                     tracing::error!(error = %e, "{} could not be spooled", E::PLURAL);
+                }
+                if let Some(rotation) = self.config.rotation {
+                    if let Err(e) = spool::rotate_if_full(&self.config.spool_path, rotation) {
+                        tracing::error!(error = %e, "the {} spool could not be rotated", E::NAME);
+                    }
                 }
             }
         }
@@ -287,13 +298,13 @@ impl<E: SinkEvent> EventSink<E> {
                 Ok(()) => {}
                 Err(Delivery::Refused) => {
                     tracing::error!(request_id = %event.request_id(), "{} refused by the control plane; set aside", E::NAME);
-                    if let Err(e) = append_spool(&rejected_path, std::slice::from_ref(&event)) {
+                    if let Err(e) = spool::append(&rejected_path, std::slice::from_ref(&event)) {
                         tracing::error!(error = %e, "refused {} could not be set aside", E::NAME);
                     }
                 }
                 Err(Delivery::Failed(_)) => {
                     if let Err(e) =
-                        append_spool(&self.config.spool_path, std::slice::from_ref(&event))
+                        spool::append(&self.config.spool_path, std::slice::from_ref(&event))
                     {
                         tracing::error!(error = %e, "{} could not be spooled", E::NAME);
                     }
@@ -352,22 +363,4 @@ enum Delivery {
     Failed(String),
     /// The control plane refused the batch as invalid (400/422).
     Refused,
-}
-
-/// Appends events as JSON lines and syncs the file.
-pub fn append_spool<E: Serialize>(path: &std::path::Path, events: &[E]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    let mut text = String::new();
-    for e in events {
-        text.push_str(&serde_json::to_string(e).map_err(std::io::Error::other)?);
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes())?;
-    file.sync_data()
 }

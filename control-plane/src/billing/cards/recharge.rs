@@ -12,9 +12,10 @@ use axum::Json;
 
 use super::history::{self, RechargeHistoryQuery, RechargeRecord};
 use super::keys::CardKeys;
-use super::redeem::{self, ClientIp, RedeemRequest, Redeemed};
+use super::redeem::{self, RedeemRequest, Redeemed};
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::api::pagination::Page;
+use crate::api::ClientIp;
 use crate::api::{ApiBuilder, AuditTarget, Endpoint};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult};

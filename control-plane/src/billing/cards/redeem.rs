@@ -14,10 +14,8 @@
 //!    the balance move, through [`ledger::post`]. A currency that differs from the tenant's
 //!    balance is 422 `currency_mismatch` and rolls the claim back (the card stays active).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -147,78 +145,4 @@ pub async fn redeem(
         ledger_entry_id: posted.entry.id,
         redeemed_at: at,
     })
-}
-
-/// The client's address: the peer, or, when the peer is a loopback address (the built-in
-/// proxy of a one-node install forwards the management API from the same host and sets
-/// `X-Forwarded-For`), the last address of `X-Forwarded-For`. Forwarded headers from any
-/// other peer are ignored, so a remote client cannot pick the address it is limited by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded = || {
-            parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-                .next_back()
-        };
-        Ok(ClientIp(match peer {
-            Some(ip) if ip.is_loopback() => forwarded().or(Some(ip)),
-            other => other,
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn client_ip(peer: &str, forwarded: Option<&str>) -> Option<IpAddr> {
-        let mut request = axum::http::Request::builder();
-        if let Some(f) = forwarded {
-            request = request.header("x-forwarded-for", f);
-        }
-        let peer: SocketAddr = peer.parse().expect("addr");
-        let request = request
-            .extension(ConnectInfo(peer))
-            .body(())
-            .expect("request");
-        let (mut parts, ()) = request.into_parts();
-        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(&mut parts, &()).await;
-        ip
-    }
-
-    #[tokio::test]
-    async fn forwarded_addresses_are_trusted_from_loopback_only() {
-        let ip = |s: &str| s.parse::<IpAddr>().ok();
-        assert_eq!(
-            client_ip("127.0.0.1:5000", Some("203.0.113.9")).await,
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            client_ip("[::1]:5000", Some("198.51.100.1, 203.0.113.9")).await,
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            client_ip("127.0.0.1:5000", Some("junk")).await,
-            ip("127.0.0.1")
-        );
-        assert_eq!(client_ip("127.0.0.1:5000", None).await, ip("127.0.0.1"));
-        assert_eq!(
-            client_ip("192.0.2.7:5000", Some("203.0.113.9")).await,
-            ip("192.0.2.7")
-        );
-    }
 }
