@@ -537,6 +537,22 @@ async fn deleting_a_model_removes_its_tenant_configs(stack: Stack) {
     create_model(&stack, "d").await;
 }
 
+/// Overwrites a resource's stored row behind the API's back (and bumps the config version,
+/// so the snapshot is compiled again).
+async fn overwrite_row(stack: &Stack, id: &str, body: &Value) {
+    let mut tx = stack.state.store().begin().await.expect("tx");
+    sqlx::query("UPDATE resources SET body = $1 WHERE id = $2")
+        .bind(body.to_string())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .expect("overwrite row");
+    medgate_control_plane::store::bump_config_version(&mut tx)
+        .await
+        .expect("bump");
+    tx.commit().await.expect("commit");
+}
+
 /// The stored row of a resource, as JSON text.
 async fn stored_row(stack: &Stack, id: &str) -> String {
     sqlx::query_scalar("SELECT body FROM resources WHERE id = $1")
@@ -562,17 +578,7 @@ async fn upstream_keys_are_sealed_at_rest_and_bound_to_their_model(stack: Stack)
     let mut stolen: Value = serde_json::from_str(&stored_row(&stack, &other).await).expect("json");
     stolen["upstreams"][0]["url"] = json!("https://a.llm.example.com/v1");
     stolen["upstreams"][0]["api_key_sealed"] = json!(sealed);
-    let mut tx = stack.state.store().begin().await.expect("tx");
-    sqlx::query("UPDATE resources SET body = $1 WHERE id = $2")
-        .bind(stolen.to_string())
-        .bind(&other)
-        .execute(&mut *tx)
-        .await
-        .expect("tamper");
-    medgate_control_plane::store::bump_config_version(&mut tx)
-        .await
-        .expect("bump");
-    tx.commit().await.expect("commit");
+    overwrite_row(&stack, &other, &stolen).await;
     let s = snapshot(&stack).await;
     let find = |model: &str| {
         s.models
@@ -598,14 +604,7 @@ async fn plaintext_keys_of_older_rows_are_sealed_at_start(stack: Stack) {
     let upstream = data["upstreams"][0].as_object_mut().expect("upstream");
     upstream.remove("api_key_sealed");
     upstream.insert("api_key".into(), json!(SECRET));
-    let mut tx = stack.state.store().begin().await.expect("tx");
-    sqlx::query("UPDATE resources SET body = $1 WHERE id = $2")
-        .bind(data.to_string())
-        .bind(&mid)
-        .execute(&mut *tx)
-        .await
-        .expect("write legacy row");
-    tx.commit().await.expect("commit");
+    overwrite_row(&stack, &mid, &data).await;
     // Still served as it is...
     assert!(stored_row(&stack, &mid).await.contains(SECRET));
     let r = stack

@@ -121,12 +121,16 @@ fn fingerprint(issued: &Issued) -> String {
 
 /// A client that trusts only the test CA and sends `host` to the HTTPS listener.
 fn https_client(ca: &TestCa, host: &str, addr: SocketAddr) -> reqwest::Client {
+    https_client_builder(ca, host, addr)
+        .build()
+        .expect("client")
+}
+
+fn https_client_builder(ca: &TestCa, host: &str, addr: SocketAddr) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA"))
         .resolve(host, addr)
         .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
 }
 
 /// A plain-HTTP backend that answers with the path and the forwarded scheme it saw.
@@ -445,9 +449,7 @@ async fn the_tls_listener_speaks_http2_and_http1_as_the_client_offers() {
     }
 
     // A client offering only HTTP/1.1 gets HTTP/1.1.
-    let http1 = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).expect("CA"))
-        .resolve("a.test", f.https)
+    let http1 = https_client_builder(&ca, "a.test", f.https)
         .http1_only()
         .build()
         .expect("client");
