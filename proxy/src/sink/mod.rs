@@ -313,47 +313,85 @@ impl<E: SinkEvent> EventSink<E> {
         }
     }
 
-    /// Sends the spool's events; the file is removed only after they are all accepted.
+    /// Sends the spool's events, [`REPLAY_CHUNK`] at a time, so neither memory nor the work of
+    /// an attempt grows with the spool: while the control plane is down, an attempt reads one
+    /// chunk and stops. The delivered part is cut from the file only once all of it went
+    /// through (a retry sends it again, and ingestion is idempotent).
     async fn replay_spool(&self) {
         if self.config.control_plane.is_none() {
             return;
         }
         let path = &self.config.spool_path;
-        let Ok(text) = tokio::fs::read_to_string(path).await else {
+        let Ok(file) = tokio::fs::File::open(path).await else {
             return;
         };
-        let events: Vec<E> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if events.is_empty() {
-            let _ = tokio::fs::remove_file(path).await;
+        let mut reader = tokio::io::BufReader::new(file);
+        let mut consumed = 0usize;
+        let mut delivered = 0usize;
+        loop {
+            let (chunk, bytes) = read_chunk::<E, _>(&mut reader).await;
+            if bytes == 0 {
+                break;
+            }
+            if !chunk.is_empty() {
+                match self.post(&chunk).await {
+                    Ok(()) => delivered += chunk.len(),
+                    // Sorted out one by one; what is refused on its own is set aside.
+                    Err(Delivery::Refused) => self.isolate_refused(chunk).await,
+                    Err(Delivery::Failed(e)) => {
+                        tracing::debug!(error = %e, "spool replay deferred");
+                        return;
+                    }
+                }
+            }
+            consumed += bytes;
+        }
+        if consumed == 0 {
             return;
         }
-        match self.post(&events).await {
-            Ok(()) => {
-                // Events spooled meanwhile by the request path would be lost by a plain
-                // delete: keep any line that arrived after the read.
-                let now = tokio::fs::read_to_string(path).await.unwrap_or_default();
-                let rest = now.get(text.len()..).unwrap_or_default().to_owned();
-                let result = if rest.trim().is_empty() {
-                    tokio::fs::remove_file(path).await
-                } else {
-                    tokio::fs::write(path, rest).await
-                };
-                if let Err(e) = result {
-                    tracing::warn!(error = %e, "spool could not be trimmed; events will be replayed (idempotently)");
+        // Events spooled meanwhile (after what was read) must stay: cut only the prefix.
+        let now = tokio::fs::read(path).await.unwrap_or_default();
+        let rest = now.get(consumed..).unwrap_or_default();
+        let result = if rest.iter().all(u8::is_ascii_whitespace) {
+            tokio::fs::remove_file(path).await
+        } else {
+            tokio::fs::write(path, rest).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "spool could not be trimmed; events will be replayed (idempotently)");
+        }
+        tracing::info!(events = delivered, "spooled {} delivered", E::PLURAL);
+    }
+}
+
+/// Events of a replay attempt sent per request.
+const REPLAY_CHUNK: usize = 5_000;
+
+/// Up to [`REPLAY_CHUNK`] events from the spool, and the bytes of the lines read. Only whole
+/// lines count: a line still being appended (no newline yet) is left for the next attempt.
+/// Lines that do not parse are skipped (and cut with the rest).
+async fn read_chunk<E, R>(reader: &mut R) -> (Vec<E>, usize)
+where
+    E: SinkEvent,
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    let mut line = String::new();
+    while events.len() < REPLAY_CHUNK {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(n) if n > 0 && line.ends_with('\n') => {
+                bytes += n;
+                if let Ok(event) = serde_json::from_str(line.trim_end()) {
+                    events.push(event);
                 }
-                tracing::info!(events = events.len(), "spooled {} delivered", E::PLURAL);
             }
-            Err(Delivery::Refused) => {
-                // Move the spool aside and sort its events out one by one.
-                let _ = tokio::fs::remove_file(path).await;
-                self.isolate_refused(events).await;
-            }
-            Err(Delivery::Failed(e)) => tracing::debug!(error = %e, "spool replay deferred"),
+            _ => break,
         }
     }
+    (events, bytes)
 }
 
 /// Why a delivery did not happen.
@@ -364,3 +402,6 @@ enum Delivery {
     /// The control plane refused the batch as invalid (400/422).
     Refused,
 }
+
+#[cfg(test)]
+mod replay_tests;
