@@ -16,7 +16,7 @@ use axum::Json;
 use medgate_config::tls::{parse_certificates, parse_private_key, CertificateInfo};
 use medgate_config::TlsListenerMaterial;
 use medgate_proxy::{ConfigSource, ProxyHandle, ProxyOptions};
-use medgate_testkit::{Issued, TestCa};
+use medgate_testkit::{Issued, MockUpstream, TestCa};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -207,13 +207,21 @@ fn route(id: &str, prefix: &str, target: Value) -> Value {
 }
 
 fn write_gateway(file: &Path, domains: Value, routes: Value) {
-    let config = json!({
+    write_gateway_with(file, domains, routes, json!({}));
+}
+
+/// The gateway file with `extra`'s top-level keys (models, API keys) added.
+fn write_gateway_with(file: &Path, domains: Value, routes: Value, extra: Value) {
+    let mut config = json!({
         "tenants": [{ "id": "t1", "code": "t1", "status": "active", "quotas": null,
                       "allowed_models": [], "log_request_payloads": false,
                       "cors_allowed_origins": [], "isolation": null }],
         "domains": domains,
         "routes": routes,
     });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
     let tmp = file.with_extension("tmp");
     std::fs::write(&tmp, serde_yaml::to_string(&config).expect("yaml")).expect("write");
     std::fs::rename(tmp, file).expect("rename");
@@ -254,9 +262,13 @@ fn options(dir: &tempfile::TempDir, file: &Path, default: &Issued) -> ProxyOptio
 }
 
 async fn start(default: &Issued, domains: Value, routes: Value) -> Fixture {
+    start_with(default, domains, routes, json!({})).await
+}
+
+async fn start_with(default: &Issued, domains: Value, routes: Value, extra: Value) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("gateway.yaml");
-    write_gateway(&file, domains, routes);
+    write_gateway_with(&file, domains, routes, extra);
     let options = options(&dir, &file, default);
     let https = options.tls.as_ref().expect("tls").listen;
     let proxy = medgate_proxy::start(options).expect("proxy starts");
@@ -456,6 +468,76 @@ async fn the_tls_listener_speaks_http2_and_http1_as_the_client_offers() {
     let reply = http1.get(&url).send().await.expect("sent over TLS");
     assert_eq!(reply.version(), reqwest::Version::HTTP_11);
     assert_eq!(reply.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_chat_completions_work_over_http2() {
+    let ca = TestCa::new("medgate test CA");
+    let default = ca.issue(&["gateway.test"]);
+    let upstream = MockUpstream::start().await;
+    let models = json!({
+        "models": [{ "id": "m1", "name": "gpt-small", "enabled": true,
+                     "provider": "openai_compatible",
+                     "upstreams": [{ "url": upstream.base_url(), "weight": 1, "api_key": null }],
+                     "upstream_model": "gpt-small", "connect_timeout_ms": 2000,
+                     "read_timeout_ms": 10000, "available_to_all_tenants": true,
+                     "parameters": {} }],
+        "api_keys": [{ "id": "key_1", "tenant_id": "t1", "prefix": "mg_0123456789ab",
+                       "secrets": [{ "sha256": support::sha(support::KEY), "valid_until": null }],
+                       "expires_at": null, "allowed_models": [] }],
+        "tenant_models": [],
+    });
+    let f = start_with(&default, json!([]), json!([]), models).await;
+    let port = f.https.port();
+    let client = https_client(&ca, "gateway.test", f.https);
+    let url = format!("https://gateway.test:{port}/v1/chat/completions");
+    let body = json!({ "model": "gpt-small", "stream": true,
+                       "messages": [{ "role": "user", "content": "one two three" }] });
+
+    let reply = client
+        .post(&url)
+        .bearer_auth(support::KEY)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent over TLS");
+    assert_eq!(reply.version(), reqwest::Version::HTTP_2);
+    assert_eq!(reply.status(), 200);
+    assert!(reply
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream")));
+    let text = reply.text().await.expect("stream");
+    assert!(text.contains("data: [DONE]"), "{text}");
+    let content: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, "one two three", "the echo arrives whole: {text}");
+
+    // Not streamed, and a refusal, over the same HTTP/2 connection.
+    let mut plain = body.clone();
+    plain["stream"] = json!(false);
+    let reply = client
+        .post(&url)
+        .bearer_auth(support::KEY)
+        .json(&plain)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(reply.version(), reqwest::Version::HTTP_2);
+    let completion: Value = reply.json().await.expect("json");
+    assert_eq!(completion["object"], "chat.completion");
+    let reply = client.post(&url).json(&plain).send().await.expect("sent");
+    assert_eq!(reply.status(), 401);
+    upstream.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
