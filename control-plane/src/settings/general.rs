@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::store;
 use crate::api::extract::{present, ApiJson};
-use crate::api::{ApiBuilder, AuditTarget, Endpoint};
+use crate::api::{ApiBuilder, Endpoint};
 use crate::auth::{Access, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::notifier::{sealed::SealKey, webhook};
@@ -380,12 +380,12 @@ async fn put_settings(
 ) -> ApiResult<Response> {
     let secret_changed = input.notification_webhook_secret.is_some();
     let saved: GeneralSettings = store::update(&state, input, &principal.subject).await?;
-    let view = GeneralSettingsView::from(&saved);
-    let mut details = serde_json::to_value(&view).unwrap_or_default();
-    details["notification_webhook_secret_changed"] = Value::Bool(secret_changed);
-    Ok(AuditTarget::new(SECTION, None)
-        .with_details(details)
-        .attach(Json(view)))
+    Ok(store::updated(
+        SECTION,
+        GeneralSettingsView::from(&saved),
+        "notification_webhook_secret_changed",
+        secret_changed,
+    ))
 }
 
 #[cfg(test)]

@@ -334,12 +334,12 @@ async fn put_smtp(
 ) -> ApiResult<Response> {
     let password_changed = input.password.is_some();
     let saved: SmtpSettings = store::update(&state, input, &principal.subject).await?;
-    let view = SmtpSettingsView::from(&saved);
-    let mut details = serde_json::to_value(&view).unwrap_or_default();
-    details["password_changed"] = serde_json::Value::Bool(password_changed);
-    Ok(AuditTarget::new(SECTION, None)
-        .with_details(details)
-        .attach(Json(view)))
+    Ok(store::updated(
+        SECTION,
+        SmtpSettingsView::from(&saved),
+        "password_changed",
+        password_changed,
+    ))
 }
 
 async fn test_smtp(

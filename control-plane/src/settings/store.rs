@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::api::AuditTarget;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::{self, Store, Tx};
@@ -19,6 +20,22 @@ pub trait Section: Serialize + DeserializeOwned + Default + Send + Sync {
 
     /// Applies `update`, checking every field; nothing is applied when one is wrong.
     fn apply(&mut self, update: Self::Update, process: &medgate_config::Settings) -> ApiResult<()>;
+}
+
+/// The answer to a section update: the view, audited with the view and whether the update
+/// set the section's write-only secret (`secret_flag`, e.g. `password_changed`), which the
+/// view never shows.
+pub fn updated<V: Serialize>(
+    section: &str,
+    view: V,
+    secret_flag: &str,
+    secret_changed: bool,
+) -> axum::response::Response {
+    let mut details = serde_json::to_value(&view).unwrap_or_default();
+    details[secret_flag] = serde_json::Value::Bool(secret_changed);
+    AuditTarget::new(section, None)
+        .with_details(details)
+        .attach(axum::Json(view))
 }
 
 /// The section in force.
