@@ -12,30 +12,9 @@ use medgate_testkit::{Backend, Issued, Stack, TestCa};
 use serde_json::{json, Value};
 use sqlx::Row;
 
-/// Runs each test on both backends, with the HTTP domain check pointed at a server that
-/// answers every challenge with the token it is asked for.
-macro_rules! with_checker {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(medgate_testkit::Backend::Sqlite, stringify!($name), super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(medgate_testkit::Backend::Postgres, stringify!($name), super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-with_checker!(
+// Each test runs on both backends through `run` below, which points the HTTP domain check
+// at a server answering every challenge with the token it is asked for.
+medgate_testkit::both_backends_via_run!(
     certificates_reach_the_snapshot_only_for_verified_domains,
     certificate_input_errors_are_4xx,
     routes_and_models_take_https_options,

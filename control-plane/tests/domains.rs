@@ -13,29 +13,8 @@ use medgate_control_plane::Role;
 use medgate_testkit::{Backend, Stack};
 use serde_json::{json, Value};
 
-/// Runs each test on both backends with the checkers started and wired into the settings.
-macro_rules! with_checkers {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(medgate_testkit::Backend::Sqlite, stringify!($name), super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(medgate_testkit::Backend::Postgres, stringify!($name), super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-with_checkers!(
+// Each test runs on both backends through `run` below, with the checkers started.
+medgate_testkit::both_backends_via_run!(
     dns_txt_verification_admits_the_domain_to_the_snapshot,
     http_verification_checks_the_served_token,
     domain_input_errors_are_4xx,

@@ -47,3 +47,32 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Like [`both_backends!`], but each test goes through the calling file's own
+/// `async fn run(backend: Backend, name: &str, test: F)`, which starts the stack with what
+/// the tests need (settings, helper servers) and may skip PostgreSQL when it is absent:
+///
+/// ```ignore
+/// medgate_testkit::both_backends_via_run!(first_test, second_test);
+/// ```
+#[macro_export]
+macro_rules! both_backends_via_run {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run($crate::Backend::Sqlite, stringify!($name), super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run($crate::Backend::Postgres, stringify!($name), super::$name).await;
+                }
+            )*
+        }
+    };
+}
